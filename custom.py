@@ -1,0 +1,23 @@
+"""DRUM hooks for the NVIDIA NIM drop-in; the work is done in the nim_drum package."""
+
+from pathlib import Path
+
+from nim_drum import hooks
+
+CODE_DIR = Path(__file__).resolve().parent
+
+
+def load_model(code_dir):
+    return hooks.load_model(code_dir)
+
+
+def score(data, model, **kwargs):
+    return hooks.score(data, model, CODE_DIR, **kwargs)
+
+
+def chat(completion_create_params, model):
+    return hooks.chat(completion_create_params, model, CODE_DIR)
+
+
+def get_supported_llm_models(model):
+    return hooks.supported_models(model, CODE_DIR)

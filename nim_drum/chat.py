@@ -1,0 +1,64 @@
+"""The chat hook: OpenAI chat completions passed through to the engine, streaming included."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import openai
+from openai.resources.chat.completions import Completions
+
+from nim_drum.errors import ClientError
+from nim_drum.settings import DEFAULT_MODEL_NAME
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+CREATE_PARAMETERS = set(inspect.signature(Completions.create).parameters) - {"self"}
+
+
+def chat(params: Any, client: openai.OpenAI, served_model: str):
+    """Send one chat request; a ChatCompletion, or a Stream of chunks when `stream` is true."""
+    request = dict(_validated(params))
+    request["model"] = _model_for(request.get("model"), served_model)
+    known = {k: v for k, v in request.items() if k in CREATE_PARAMETERS}
+    # Engine-specific fields (NIM's nvext, vLLM's guided_json, top_k, ...) travel in the body as-is.
+    extra = {k: v for k, v in request.items() if k not in CREATE_PARAMETERS}
+    try:
+        return client.chat.completions.create(**known, extra_body=extra or None)
+    except openai.APIStatusError as err:
+        if 400 <= err.status_code < 500:
+            raise ClientError(f"The engine rejected the request: {engine_message(err)}", err.status_code) from err
+        raise
+
+
+def _validated(params: Any) -> dict:
+    if not isinstance(params, dict):
+        raise ClientError("The request body must be a JSON object with a 'messages' list.")
+    messages = params.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ClientError("'messages' is missing or empty; send at least one {role, content} message.")
+    for position, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            raise ClientError(
+                f"messages[{position}] has role {role!r}; allowed roles: {', '.join(ROLES)}."
+            )
+    return params
+
+
+def _model_for(requested: Any, served_model: str) -> str:
+    if not requested or requested in (DEFAULT_MODEL_NAME, served_model):
+        return served_model
+    raise ClientError(
+        f"Model {requested!r} is not served here; use {served_model!r} or {DEFAULT_MODEL_NAME!r}, "
+        "or leave 'model' out.",
+        404,
+    )
+
+
+def engine_message(err: openai.APIStatusError) -> str:
+    body = err.body
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        if isinstance(body, dict):
+            return str(body.get("message", body))
+    return str(body or err.message)

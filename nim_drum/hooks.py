@@ -1,0 +1,70 @@
+"""What custom.py's DRUM hooks do, whichever way DRUM runs them (DESIGN.md, "three ways to run").
+
+- DRUM's Python predictor (local, CI): load_model returns an EngineHandle, which DRUM passes back
+  to score and chat as `model`.
+- DRUM's NIM predictor (image, sidecar): DRUM runs NIM itself, `model` is the served model's name
+  and score gets DRUM's `openai_client`; load_model, when called, only prepares artifacts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import openai
+import pandas as pd
+
+from nim_drum.chat import chat as send_chat
+from nim_drum.engine import EngineHandle, open_engine
+from nim_drum.errors import ConfigError
+from nim_drum.scoring import score_frame
+from nim_drum.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def settings_for(code_dir: str) -> Settings:
+    return Settings.load(code_dir)
+
+
+def load_model(code_dir: str) -> EngineHandle | str:
+    settings = settings_for(str(code_dir))
+    if under_gpu_predictor():
+        log.info("DRUM's NIM predictor starts and serves the model; no engine is started here.")
+        return settings.served_model_name
+    return open_engine(settings, code_dir)
+
+
+def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs) -> pd.DataFrame:
+    settings = settings_for(str(code_dir))
+    if isinstance(model, EngineHandle):
+        return score_frame(data, client_for(model, settings), model.model, settings)
+    client = kwargs.get("openai_client")
+    if client is None:
+        raise ConfigError(
+            "score was given no engine: run it through DRUM, which calls load_model first, or "
+            "under `drum server --gpu-predictor nim`, which passes openai_client."
+        )
+    client = client.with_options(timeout=settings.request_timeout, max_retries=settings.max_retries)
+    return score_frame(data, client, model, settings)
+
+
+def chat(params: dict, model: EngineHandle, code_dir: str):
+    return send_chat(params, client_for(model, settings_for(str(code_dir))), model.model)
+
+
+def supported_models(model: EngineHandle, code_dir: str) -> list:
+    return list(client_for(model, settings_for(str(code_dir))).models.list())
+
+
+@functools.cache
+def client_for(handle: EngineHandle, settings: Settings) -> openai.OpenAI:
+    """One client per engine, so every request shares its connection pool."""
+    return handle.client(settings)
+
+
+def under_gpu_predictor() -> bool:
+    # DRUM puts its options in sys.argv, gunicorn workers included (gunicorn.conf.py, post_worker_init).
+    return any(arg.startswith("--gpu-predictor") for arg in sys.argv)

@@ -1,0 +1,96 @@
+"""The embedded engine's life: one per code directory, shared, stopped with its owner, clear failures."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import openai
+import pytest
+import requests
+
+from conftest import REPO, engine_root, runtime_env
+from nim_drum.embedded import start_embedded, stop_embedded
+from nim_drum.engine import connect_external
+from nim_drum.errors import EngineError
+from nim_drum.settings import Settings
+
+START_IN_CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from nim_drum.embedded import start_embedded
+    from nim_drum.settings import Settings
+    handle = start_embedded(Settings.load({code_dir!r}, environ={{}}), {code_dir!r})
+    print(handle.base_url, flush=True)
+    """
+)
+
+
+def start_in_child(code_dir):
+    """Start (or share) the engine from another process, as a second DRUM worker would."""
+    script = START_IN_CHILD.format(repo=str(REPO), code_dir=str(code_dir))
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def answers(base_url):
+    try:
+        return requests.get(base_url.removesuffix("/v1") + "/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_engine_serves_the_configured_model_name(engine):
+    client = openai.OpenAI(base_url=engine.base_url, api_key="none")
+    assert [m.id for m in client.models.list()] == [engine.model] == ["datarobot-deployed-llm"]
+
+
+def test_workers_share_one_engine_per_code_directory(code_dir):
+    first = start_embedded(Settings.load(code_dir, environ={}), code_dir)
+    assert start_in_child(code_dir) == first.base_url
+    assert start_embedded(Settings.load(code_dir, environ={}), code_dir) == first
+
+
+def test_the_engine_stops_when_its_owner_exits(code_dir):
+    base_url = start_in_child(code_dir)  # that process owned the engine, and has exited
+    assert wait_until(lambda: not answers(base_url), timeout=10), "engine outlived its owner"
+    restarted = start_embedded(Settings.load(code_dir, environ={}), code_dir)
+    assert answers(restarted.base_url)
+
+
+def test_a_configured_port_is_used(code_dir):
+    from conftest import free_port
+
+    port = free_port()
+    handle = start_embedded(Settings.load(code_dir, environ=runtime_env({"engine_port": port})), code_dir)
+    assert handle.base_url == f"http://127.0.0.1:{port}/v1"
+
+
+def test_an_engine_that_cannot_start_says_why_with_its_log(code_dir):
+    (code_dir / "model-repo").mkdir()
+    (code_dir / "model-repo" / "broken.gguf").write_bytes(b"this is not a gguf file")
+    with pytest.raises(EngineError) as error:
+        start_embedded(Settings.load(code_dir, environ={}), code_dir)
+    message = str(error.value)
+    assert "llama-server exited" in message and "Last lines of" in message and "broken.gguf" in message
+
+
+def test_an_unreachable_external_engine_fails_at_start():
+    settings = Settings.load(REPO, environ=runtime_env({"engine": "external", "base_url": "http://127.0.0.1:9/v1"}))
+    with pytest.raises(EngineError, match="127.0.0.1:9/v1 cannot be reached"):
+        connect_external(settings)
+
+
+def test_an_external_engine_serves_its_first_model(engine):
+    settings = Settings.load(REPO, environ=runtime_env({"engine": "external", "base_url": engine.base_url}))
+    handle = connect_external(settings)
+    assert (handle.kind, handle.base_url, handle.model) == ("external", engine.base_url, engine.model)

@@ -1,0 +1,102 @@
+"""Runtime parameters: metadata defaults, DRUM's environment, coercion and clear errors."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO, runtime_env
+from nim_drum.errors import ConfigError
+from nim_drum.settings import Settings
+
+
+def load(**params):
+    return Settings.load(REPO, environ=runtime_env(params))
+
+
+def test_metadata_defaults_apply_without_a_values_file():
+    settings = Settings.load(REPO, environ={})
+    assert settings.prompt_column_name == "promptText"
+    assert settings.max_concurrency == 16
+    assert settings.engine == "embedded"
+    assert settings.system_prompt.startswith("You are a helpful AI assistant.")
+    assert load(system_prompt=None).system_prompt is None
+
+
+def test_numeric_strings_are_coerced():
+    settings = load(max_tokens="12", temperature="0.5")
+    assert settings.max_tokens == 12 and isinstance(settings.max_tokens, int)
+    assert settings.temperature == 0.5
+
+
+def test_temperature_zero_is_sent_not_dropped():
+    assert load(temperature=0).sampling()["temperature"] == 0
+
+
+def test_seed_and_stop_are_sent_only_when_set():
+    assert "seed" not in load().sampling() and "stop" not in load().sampling()
+    sampling = load(seed=7, stop='["\\n\\n", "END"]').sampling()
+    assert sampling["seed"] == 7 and sampling["stop"] == ["\n\n", "END"]
+    assert load(stop="###").sampling()["stop"] == ["###"]
+
+
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("temperature", 5, "from 0 to 2"),
+        ("temperature", "hot", "from 0 to 2"),
+        ("max_tokens", 0, "whole number from 1"),
+        ("n", 0, "whole number from 1 to 16"),
+        ("n", 1.5, "whole number"),
+        ("max_concurrency", 0, "whole number from 1 to 256"),
+        ("engine", "tensorrt", "embedded, external"),
+        ("NIM_LOG_LEVEL", "LOUD", "DEFAULT, TRACE"),
+        ("stop", '["a", 3]', "JSON list"),
+    ],
+)
+def test_invalid_values_name_the_parameter_the_value_and_what_is_allowed(name, value, allowed):
+    with pytest.raises(ConfigError) as error:
+        load(**{name: value})
+    message = str(error.value)
+    assert f"'{name}'" in message and repr(value) in message and allowed in message
+
+
+def test_external_engine_needs_an_http_base_url():
+    with pytest.raises(ConfigError, match="'base_url'.*http"):
+        load(engine="external")
+    assert load(engine="external", base_url="http://nim:8000/v1").base_url == "http://nim:8000/v1"
+
+
+def test_a_credential_of_the_wrong_shape_is_described_without_its_secret():
+    with pytest.raises(ConfigError) as error:
+        load(NGC_API_KEY={"credentialType": "basic", "password": "canary-ngc-secret"})
+    assert "'NGC_API_KEY'" in str(error.value) and "apiToken" in str(error.value)
+    assert "canary-ngc-secret" not in str(error.value)
+
+
+def test_credentials_are_read_and_kept_out_of_repr():
+    settings = load(engine_api_key={"credentialType": "api_token", "apiToken": "canary-key"})
+    assert settings.engine_api_key == "canary-key"
+    assert "canary-key" not in repr(settings)
+
+
+def test_an_envelope_that_is_not_json_names_the_variable():
+    env = runtime_env()
+    env["MLOPS_RUNTIME_PARAM_max_tokens"] = "twelve"
+    with pytest.raises(ConfigError, match="MLOPS_RUNTIME_PARAM_max_tokens is not JSON"):
+        Settings.load(REPO, environ=env)
+
+
+def test_every_parameter_drums_nim_predictor_reads_has_a_default():
+    # DRUM's BaseOpenAiGpuPredictor does int(...) on these; a declared one with no default crashes it.
+    definitions = {d["fieldName"]: d for d in yaml.safe_load((REPO / "model-metadata.yaml").read_text())["runtimeParameterDefinitions"]}
+    for name in ("n", "max_tokens", "temperature", "prompt_column_name", "served_model_name", "verifySSL"):
+        assert definitions[name].get("defaultValue") is not None, name
+
+
+def test_every_parameter_has_a_type_and_a_description():
+    for definition in yaml.safe_load((REPO / "model-metadata.yaml").read_text())["runtimeParameterDefinitions"]:
+        assert definition["type"] in ("string", "numeric", "boolean", "credential"), definition
+        assert definition.get("description"), definition["fieldName"]
+        if definition["type"] == "numeric":
+            assert "minValue" in definition and "maxValue" in definition, definition["fieldName"]
