@@ -24,6 +24,7 @@ ENV_PREFIX = "MLOPS_RUNTIME_PARAM_"
 ENGINES = ("embedded", "external")
 # DRUM's name for "whatever model this deployment serves" (BaseOpenAiGpuPredictor.DEFAULT_MODEL_NAME).
 DEFAULT_MODEL_NAME = "datarobot-deployed-llm"
+ROW_ERROR_MODES = ("record", "fail")
 NIM_LOG_LEVELS = ("DEFAULT", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 INTEGER_PARAMS = {
     "max_tokens", "n", "seed", "max_concurrency", "max_retries", "engine_port", "NIM_MAX_MODEL_LEN",
@@ -46,6 +47,7 @@ class Settings:
     max_concurrency: int
     request_timeout: float
     max_retries: int
+    on_row_error: str
     engine: str
     engine_port: int
     served_model_name: str
@@ -171,6 +173,7 @@ def _api_token(name: str, raw: Any) -> str:
 
 def _checked(settings: Settings) -> Settings:
     _require_choice("engine", settings.engine, ENGINES)
+    _require_choice("on_row_error", settings.on_row_error, ROW_ERROR_MODES)
     _require_choice("NIM_LOG_LEVEL", settings.nim_log_level.upper(), NIM_LOG_LEVELS)
     if settings.engine == "external" and not (settings.base_url or "").startswith(("http://", "https://")):
         raise ConfigError(

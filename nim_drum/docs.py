@@ -1,0 +1,52 @@
+"""The README's runtime-parameter table, generated from model-metadata.yaml so the two cannot drift.
+
+    python -m nim_drum.docs            print the table
+    python -m nim_drum.docs --write    put it into README.md (tests/test_docs.py checks it is there)
+"""
+
+import re
+import sys
+from pathlib import Path
+
+from nim_drum.settings import METADATA_FILE, read_definitions
+
+CODE_DIR = Path(__file__).resolve().parent.parent
+TABLE_BLOCK = re.compile(r"(<!-- parameters:start -->\n).*?(\n<!-- parameters:end -->)", re.S)
+HEADER = "| Parameter | Type | Default | Allowed | Description |\n| --- | --- | --- | --- | --- |"
+
+
+def parameter_table(code_dir: Path = CODE_DIR) -> str:
+    rows = [HEADER]
+    for name, definition in read_definitions(code_dir / METADATA_FILE).items():
+        cells = [f"`{name}`", definition["type"], _text(definition.get("defaultValue")),
+                 _allowed(definition), _text(definition.get("description"))]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _allowed(definition: dict) -> str:
+    if "minValue" in definition or "maxValue" in definition:
+        return f"{_text(definition.get('minValue'))} to {_text(definition.get('maxValue'))}"
+    return ""
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def readme_table(readme: str) -> str:
+    return TABLE_BLOCK.search(readme).group(0).split("\n", 1)[1].rsplit("\n", 1)[0]
+
+
+def write_readme(code_dir: Path = CODE_DIR) -> None:
+    path = code_dir / "README.md"
+    table = parameter_table(code_dir)
+    path.write_text(TABLE_BLOCK.sub(lambda m: m.group(1) + table + m.group(2), path.read_text()))
+
+
+if __name__ == "__main__":
+    write_readme() if "--write" in sys.argv else print(parameter_table())
