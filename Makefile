@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 PROMPTS := examples/prompts.csv
 PREDICTIONS := output/predictions.csv
 
-.PHONY: setup score test clean
+.PHONY: setup score test dropin clean
 
 setup: $(VENV)/.runtime $(VENV)/.engine
 
@@ -36,6 +36,11 @@ $(VENV)/.engine: requirements-engine.txt | $(PY)
 $(VENV)/.dev: requirements-dev.txt | $(PY)
 	$(PIP) install -r requirements-dev.txt
 	touch $@
+
+# The environment's Docker context for DataRobot, byte-identical on every run, and the docker
+# commands that build and save the image that goes with it.
+dropin: $(VENV)/.runtime
+	$(PY) -m nim_drum.dropin $(DROPIN_DIR)
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -11,6 +11,10 @@ def load_model(code_dir):
     return hooks.load_model(code_dir)
 
 
+def read_input_data(input_binary_data):
+    return hooks.read_input_data(input_binary_data)
+
+
 def score(data, model, **kwargs):
     return hooks.score(data, model, CODE_DIR, **kwargs)
 

@@ -5,34 +5,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from nim_drum.scoring import DEFAULT_TARGET_NAME
+from nim_drum.local_drum import run_drum_score
 
 CODE_DIR = Path(__file__).resolve().parent.parent
 # `drum score` names the prediction column of its output CSV "Predictions", whatever TARGET_NAME is.
 PREDICTION_COLUMN = "Predictions"
 SAMPLE_ROWS = 3
-
-
-def run_drum_score(input_csv: Path, output_csv: Path) -> float:
-    """Score input_csv into output_csv with `drum score`; return the seconds it took."""
-    output_csv.parent.mkdir(parents=True, exist_ok=True)
-    drum = Path(sys.executable).with_name("drum")
-    command = [
-        str(drum), "score", "--code-dir", str(CODE_DIR), "--target-type", "textgeneration",
-        "--input", str(input_csv), "--output", str(output_csv),
-    ]
-    env = {**os.environ, "TARGET_NAME": os.environ.get("TARGET_NAME") or DEFAULT_TARGET_NAME}
-    started = time.monotonic()
-    subprocess.run(command, env=env, check=True)
-    return time.monotonic() - started
 
 
 def summary(predictions: pd.DataFrame, seconds: float) -> str:
@@ -54,7 +38,7 @@ def main(argv: list[str]) -> int:
         return 2
     input_csv, output_csv = Path(argv[0]), Path(argv[1])
     try:
-        seconds = run_drum_score(input_csv, output_csv)
+        seconds = run_drum_score(CODE_DIR, input_csv, output_csv)
     except subprocess.CalledProcessError as err:
         print(f"drum score failed with exit code {err.returncode}; its log is above.", file=sys.stderr)
         return 1

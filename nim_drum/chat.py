@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import json
+import logging
+from typing import Any, Iterator
 
 import openai
 from openai.resources.chat.completions import Completions
@@ -11,6 +13,7 @@ from openai.resources.chat.completions import Completions
 from nim_drum.errors import ClientError
 from nim_drum.settings import DEFAULT_MODEL_NAME
 
+log = logging.getLogger(__name__)
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CREATE_PARAMETERS = set(inspect.signature(Completions.create).parameters) - {"self"}
 
@@ -23,11 +26,40 @@ def chat(params: Any, client: openai.OpenAI, served_model: str):
     # Engine-specific fields (NIM's nvext, vLLM's guided_json, top_k, ...) travel in the body as-is.
     extra = {k: v for k, v in request.items() if k not in CREATE_PARAMETERS}
     try:
-        return client.chat.completions.create(**known, extra_body=extra or None)
+        response = client.chat.completions.create(**known, extra_body=extra or None)
     except openai.APIStatusError as err:
         if 400 <= err.status_code < 500:
             raise ClientError(f"The engine rejected the request: {engine_message(err)}", err.status_code) from err
         raise
+    return checked_stream(response) if request.get("stream") else response
+
+
+class StreamError:
+    """An OpenAI-style error event; DRUM sends each streamed item as `data: item.to_json()`."""
+
+    def __init__(self, message: str):
+        self.message = message
+        self.choices = []  # DRUM's chat wrapper reads chunk.choices of every streamed item
+
+    def to_json(self, indent=None) -> str:
+        return json.dumps({"error": {"message": self.message, "type": "engine_error"}}, indent=indent)
+
+
+def checked_stream(stream) -> Iterator:
+    """Pass chunks through; if the engine's stream breaks or ends before a finish_reason, say so.
+
+    Without this a client sees a cut stream as a complete, shorter answer. The OpenAI SDK raises
+    an APIError with this message when it reads the error event.
+    """
+    finished = False
+    try:
+        for chunk in stream:
+            finished = finished or any(choice.finish_reason for choice in chunk.choices)
+            yield chunk
+    except Exception as err:  # noqa: BLE001 - any failure mid-stream must reach the client as an event
+        log.warning("The engine's stream broke: %s", type(err).__name__)
+    if not finished:
+        yield StreamError("The engine's stream ended before the completion finished; retry the request.")
 
 
 def _validated(params: Any) -> dict:

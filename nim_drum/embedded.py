@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from nim_drum.engine import EngineHandle
 from nim_drum.errors import EngineError
+from nim_drum.guard import process_alive
 from nim_drum.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _running_engine(state_dir: Path) -> EngineHandle | None:
         return None
     state = json.loads(state_file.read_text())
     handle = EngineHandle("embedded", state["base_url"], state["model"], log_file=state["log_file"])
-    if _process_alive(state["pid"]) and _healthy(handle.base_url):
+    if process_alive(state["pid"]) and _healthy(handle.base_url):
         return handle
     state_file.unlink()
     return None
@@ -181,31 +182,13 @@ def _stop_group(pid: int) -> None:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return
         time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our exited child
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _free_port() -> int:

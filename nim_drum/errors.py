@@ -15,8 +15,23 @@ class EngineError(DropinError):
     """The inference engine could not be started or reached."""
 
 
-class ClientError(DropinError, CustomHTTPError):
-    """The caller sent something invalid; DRUM answers it with this 4xx status, not 500."""
+class RequestError(DropinError, CustomHTTPError):
+    """A request that fails with this HTTP status: DRUM sends it with the message, not a 500."""
+
+    def __init__(self, message: str, status_code: int):
+        CustomHTTPError.__init__(self, message, status_code)
+
+
+class ClientError(RequestError):
+    """The caller sent something invalid (a 4xx)."""
 
     def __init__(self, message: str, status_code: int = 400):
-        CustomHTTPError.__init__(self, message, status_code)
+        super().__init__(message, status_code)
+
+
+class RowsFailedError(RequestError):
+    """Rows failed with on_row_error=fail: 422 when the rows were bad, 502 when the engine failed."""
+
+
+class ArtifactError(DropinError):
+    """Model or LoRA artifacts could not be fetched, verified or put in place."""

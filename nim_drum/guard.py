@@ -1,10 +1,14 @@
-"""Run an engine process and stop it when the process that owns it is gone.
+"""Supervise an engine process: restart it when it dies, stop it when its owner is gone.
 
     python -m nim_drum.guard OWNER_PID LOG_FILE -- COMMAND...
 
-DRUM can die without running atexit handlers (SIGKILL, a crashed gunicorn worker), and the engine
-outlives its parent. The guard polls the owner and stops the engine (SIGTERM, then SIGKILL), so no
-engine is left orphaned. SIGTERM or SIGINT to the guard stops the engine the same way.
+- The engine crashed: restart it on the same port, with a backoff, at most MAX_RESTARTS times.
+  Requests in flight meanwhile fail with connection errors, which the scorer's client retries.
+  An engine that exits within MIN_UPTIME_SECONDS is failing to start (a bad model file, a taken
+  port), which a restart will not mend: the guard exits, and the caller reports the engine's log.
+- DRUM can die without running atexit handlers (SIGKILL, a crashed gunicorn worker), and an engine
+  would outlive it. The guard polls the owner and stops the engine (SIGTERM, then SIGKILL).
+- SIGTERM or SIGINT to the guard stops the engine the same way.
 """
 
 import os
@@ -15,9 +19,18 @@ import time
 
 POLL_SECONDS = 0.25
 STOP_GRACE_SECONDS = 8
+MAX_RESTARTS = 5
+MIN_UPTIME_SECONDS = 3
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30
 
 
-def owner_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while pid runs; reaps it first if it is an exited child of ours."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,20 +49,39 @@ def stop(process: subprocess.Popen) -> int:
         return process.wait()
 
 
+def say(log, message: str) -> None:
+    log.write(f"[nim_drum.guard] {message}\n".encode())
+
+
+def supervise(owner_pid: int, command: list[str], log) -> int:
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    restarts, backoff = 0, FIRST_BACKOFF_SECONDS
+    while True:
+        started = time.monotonic()
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        while process.poll() is None:
+            if stopping or not process_alive(owner_pid):
+                return stop(process)
+            time.sleep(POLL_SECONDS)
+        if time.monotonic() - started < MIN_UPTIME_SECONDS:
+            return process.returncode
+        if restarts == MAX_RESTARTS:
+            say(log, f"engine exited with code {process.returncode}; {MAX_RESTARTS} restarts used, giving up")
+            return process.returncode
+        restarts += 1
+        say(log, f"engine exited with code {process.returncode}; restart {restarts} of {MAX_RESTARTS} in {backoff:.1f} s")
+        time.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
 def main(argv: list[str]) -> int:
     owner_pid, log_file, separator, *command = argv
     if separator != "--" or not command:
         raise SystemExit("usage: python -m nim_drum.guard OWNER_PID LOG_FILE -- COMMAND...")
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     with open(log_file, "ab", buffering=0) as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    while process.poll() is None:
-        if stopping or not owner_alive(int(owner_pid)):
-            return stop(process)
-        time.sleep(POLL_SECONDS)
-    return process.returncode
+        return supervise(int(owner_pid), command, log)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import sys
 import openai
 import pandas as pd
 
+from nim_drum.artifacts import prepare_artifacts
 from nim_drum.chat import chat as send_chat
+from nim_drum.csv_input import read_csv
 from nim_drum.engine import EngineHandle, open_engine
 from nim_drum.errors import ConfigError
 from nim_drum.scoring import score_frame
@@ -31,10 +33,15 @@ def settings_for(code_dir: str) -> Settings:
 
 def load_model(code_dir: str) -> EngineHandle | str:
     settings = settings_for(str(code_dir))
+    prepare_artifacts(settings, code_dir)
     if under_gpu_predictor():
         log.info("DRUM's NIM predictor starts and serves the model; no engine is started here.")
         return settings.served_model_name
     return open_engine(settings, code_dir)
+
+
+def read_input_data(data: bytes) -> pd.DataFrame:
+    return read_csv(data)
 
 
 def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +27,9 @@ ENGINES = ("embedded", "external")
 DEFAULT_MODEL_NAME = "datarobot-deployed-llm"
 ROW_ERROR_MODES = ("record", "fail")
 NIM_LOG_LEVELS = ("DEFAULT", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ARTIFACT_ROUTES = ("cache", "model-repo")
+# Credentials kept whole (any credentialType), not reduced to an api_token.
+CREDENTIAL_OBJECT_PARAMS = {"model_artifact_credential"}
 INTEGER_PARAMS = {
     "max_tokens", "n", "seed", "max_concurrency", "max_retries", "engine_port", "NIM_MAX_MODEL_LEN",
 }
@@ -33,6 +37,17 @@ INTEGER_PARAMS = {
 
 def _secret() -> Any:
     return field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A DataRobot credential of any type (api_token, s3, basic); every field is a secret."""
+
+    kind: str
+    fields: tuple[tuple[str, str], ...] = field(repr=False)
+
+    def get(self, key: str) -> str | None:
+        return dict(self.fields).get(key)
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,14 @@ class Settings:
     nim_max_model_len: int | None = None
     engine_api_key: str | None = _secret()
     ngc_api_key: str | None = _secret()
+    verifyssl: bool = True
+    model_artifact_uri: str | None = field(default=None, repr=False)
+    model_artifact_route: str = "model-repo"
+    model_artifact_sha256: str | None = None
+    model_artifact_size_gb: float | None = None
+    model_artifact_credential: Credential | None = _secret()
+    artifact_s3_endpoint_url: str | None = None
+    lora_artifact_uri: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, code_dir: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +153,8 @@ def _coerce(name: str, definition: dict, raw: Any) -> Any:
         return _number(name, definition, raw)
     if kind == "boolean":
         return _boolean(name, raw)
+    if kind == "credential" and name in CREDENTIAL_OBJECT_PARAMS:
+        return _credential(name, raw)
     if kind == "credential":
         return _api_token(name, raw)
     return str(raw)
@@ -171,8 +196,25 @@ def _api_token(name: str, raw: Any) -> str:
     )
 
 
+def _credential(name: str, raw: Any) -> Credential:
+    if isinstance(raw, dict) and isinstance(raw.get("credentialType"), str):
+        fields = tuple(sorted((k, str(v)) for k, v in raw.items() if k != "credentialType" and v is not None))
+        return Credential(raw["credentialType"], fields)
+    raise ConfigError(
+        f"Runtime parameter '{name}' is {type(raw).__name__}; expected a credential object with a "
+        "'credentialType' key (api_token, basic or s3)."
+    )
+
+
 def _checked(settings: Settings) -> Settings:
     _require_choice("engine", settings.engine, ENGINES)
+    _require_choice("model_artifact_route", settings.model_artifact_route, ARTIFACT_ROUTES)
+    digest = settings.model_artifact_sha256
+    if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+        raise ConfigError(
+            f"Runtime parameter 'model_artifact_sha256' is {digest!r}; allowed: 64 hexadecimal "
+            "characters, as printed by `sha256sum FILE`."
+        )
     _require_choice("on_row_error", settings.on_row_error, ROW_ERROR_MODES)
     _require_choice("NIM_LOG_LEVEL", settings.nim_log_level.upper(), NIM_LOG_LEVELS)
     if settings.engine == "external" and not (settings.base_url or "").startswith(("http://", "https://")):

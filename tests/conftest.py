@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,17 +17,18 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TARGET = "completion"
+# Every DRUM process and settings object in the suite carries these credentials; at the end of the
+# session no log, output or error file may contain them (see `no_secret_leaks`).
+CANARIES = {
+    "NGC_API_KEY": "nvapi-canary-ngc-5f1e2d",
+    "engine_api_key": "sk-canary-engine-9c4b7a",
+}
 
 sys.path.insert(0, str(REPO))
 
 from nim_drum.embedded import start_embedded, stop_embedded  # noqa: E402
+from nim_drum.local_drum import DrumServer, free_port  # noqa: E402,F401 - tests import free_port from here
 from nim_drum.settings import Settings  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_code_dir(path: Path) -> Path:
@@ -44,11 +43,33 @@ def make_code_dir(path: Path) -> Path:
 def runtime_env(params: dict | None = None, **extra: str) -> dict[str, str]:
     """The environment DRUM sets for runtime parameters: MLOPS_RUNTIME_PARAM_<name> = JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}
-    for name, value in (params or {}).items():
+    canaries = {name: {"credentialType": "api_token", "apiToken": token} for name, token in CANARIES.items()}
+    for name, value in {**canaries, **(params or {})}.items():
         kind = "credential" if isinstance(value, dict) else "numeric" if isinstance(value, (int, float)) else "string"
         env[f"MLOPS_RUNTIME_PARAM_{name}"] = json.dumps({"type": kind, "payload": value})
     env.update(TARGET_NAME=TARGET, PYTHONUNBUFFERED="1", **extra)
     return env
+
+
+def engine_state_dirs() -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"nim-drum-{os.getuid()}-*"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaks(tmp_path_factory):
+    """After the whole suite: no canary credential in any log, output or error file it wrote.
+
+    values.yaml files are the tests' own input, where the canaries are put on purpose.
+    """
+    yield
+    roots = [tmp_path_factory.getbasetemp(), REPO / "output", *engine_state_dirs()]
+    leaks = [
+        f"{path} has {name}"
+        for root in roots if root.exists()
+        for path in root.rglob("*") if path.is_file() and not path.is_symlink() and path.name != "values.yaml"
+        for name, token in CANARIES.items() if token.encode() in path.read_bytes()
+    ]
+    assert not leaks, f"secrets leaked: {leaks}"
 
 
 @pytest.fixture
@@ -103,67 +124,34 @@ class BusySlotMonitor:
         self._thread.join()
 
 
-class DrumServer:
-    """`drum server` as a user runs it, on a free port, stopped with SIGTERM."""
-
-    def __init__(self, code_dir: Path, env: dict, args: list[str], log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [
-            str(VENV_BIN / "drum"), "server", "--code-dir", str(code_dir),
-            "--target-type", "textgeneration", "--address", f"127.0.0.1:{self.port}", *args,
-        ]
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_ready(self, timeout: float = 120) -> DrumServer:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"drum server exited early:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/ping/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"drum server not ready after {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 def write_values(code_dir: Path, values: dict) -> Path:
-    """A runtime parameters file, as DataRobot would apply one (metadata defaults included)."""
+    """A runtime parameters file, as DataRobot would apply one (metadata defaults included).
+
+    DRUM sets every declared parameter from it, so the canary credentials go in it too.
+    """
+    canaries = {name: {"credentialType": "api_token", "apiToken": token} for name, token in CANARIES.items()}
     path = code_dir.parent / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump({**canaries, **values}))
     return path
+
+
+def start_drum_server(code_dir: Path, log_path: Path, values: dict | None = None, args=(), env=None) -> DrumServer:
+    values_file = write_values(code_dir, values or {"engine": "embedded"})
+    server = DrumServer(code_dir, log_path, ["--runtime-params-file", str(values_file), *args], env or runtime_env())
+    try:
+        return server.wait_ready()
+    except RuntimeError:
+        server.stop()
+        raise
 
 
 @pytest.fixture
 def drum_server(tmp_path):
     servers = []
 
-    def start(code_dir: Path, values: dict | None = None, args: list[str] = (), env: dict | None = None):
-        values_file = write_values(code_dir, values or {"engine": "embedded"})
-        server = DrumServer(
-            code_dir, env or runtime_env(), ["--runtime-params-file", str(values_file), *args],
-            tmp_path / f"drum-{len(servers)}.log",
-        )
-        servers.append(server)
-        return server.wait_ready()
+    def start(code_dir: Path, values: dict | None = None, args=(), env: dict | None = None):
+        servers.append(start_drum_server(code_dir, tmp_path / f"drum-{len(servers)}.log", values, args, env))
+        return servers[-1]
 
     yield start
     for server in servers:

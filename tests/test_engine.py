@@ -9,8 +9,8 @@ import openai
 import pytest
 import requests
 
-from conftest import REPO, engine_root, runtime_env
-from nim_drum.embedded import start_embedded, stop_embedded
+from conftest import REPO, free_port, runtime_env
+from nim_drum.embedded import start_embedded
 from nim_drum.engine import connect_external
 from nim_drum.errors import EngineError
 from nim_drum.settings import Settings
@@ -68,8 +68,6 @@ def test_the_engine_stops_when_its_owner_exits(code_dir):
 
 
 def test_a_configured_port_is_used(code_dir):
-    from conftest import free_port
-
     port = free_port()
     handle = start_embedded(Settings.load(code_dir, environ=runtime_env({"engine_port": port})), code_dir)
     assert handle.base_url == f"http://127.0.0.1:{port}/v1"

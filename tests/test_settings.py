@@ -1,7 +1,5 @@
 """Runtime parameters: metadata defaults, DRUM's environment, coercion and clear errors."""
 
-import json
-
 import pytest
 import yaml
 

@@ -1,0 +1,146 @@
+"""Transient faults are survived and no row is lost: a fault-injecting proxy in front of the real engine."""
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, TARGET, engine_root, free_port, runtime_env
+from faultproxy import FaultProxy
+from nim_drum import hooks
+from nim_drum.chat import chat
+from nim_drum.embedded import start_embedded
+from nim_drum.engine import connect_external
+from nim_drum.errors import ClientError, RowsFailedError
+from nim_drum.scoring import score_frame
+from nim_drum.settings import Settings
+
+
+@pytest.fixture
+def proxy(engine):
+    proxy = FaultProxy(engine_root(engine))
+    yield proxy
+    proxy.close()
+
+
+def settings_for(base_url, **params):
+    # request_timeout sits below the proxy's SLOW_SECONDS and far above an 8-token answer, even on
+    # a busy 2-core machine.
+    params = {"engine": "external", "base_url": base_url, "max_tokens": 8, "request_timeout": 15,
+              "max_concurrency": 4, **params}
+    return Settings.load(REPO, environ=runtime_env(params))
+
+
+def score_through(proxy, prompts, **params):
+    settings = settings_for(f"{proxy.url}/v1", **params)
+    handle = connect_external(settings)
+    frame = pd.DataFrame({"promptText": prompts})
+    return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
+
+
+def test_every_transient_fault_is_retried_and_no_row_is_lost(proxy, caplog):
+    kinds = ["429", "500", "502", "503", "reset", "slow"]
+    for kind in kinds:
+        proxy.inject(kind, match=f"row {kind}")
+    prompts = [f"Say hello. (row {kind})" for kind in kinds] + [f"Say hi. (row ok{i})" for i in range(4)]
+    with caplog.at_level(logging.INFO, logger="nim_drum"):
+        result = score_through(proxy, prompts)
+    assert len(result) == len(prompts)
+    assert (result["error"] == "").all(), result["error"].tolist()
+    assert (result[TARGET].str.strip() != "").all()
+    for kind in kinds:
+        attempts = proxy.attempts_matching(f"row {kind}")
+        assert [a.fault for a in attempts] == [kind, None], kind
+    assert "rows=10 succeeded=10 retried=6 failed=0" in caplog.text
+
+
+def test_retry_after_is_honoured(proxy):
+    proxy.retry_after_seconds = 2
+    proxy.inject("429", match="row limited")
+    score_through(proxy, ["Say hello. (row limited)"])
+    first, second = proxy.attempts_matching("row limited")
+    assert second.at - first.at >= 2
+
+
+def test_a_row_that_keeps_failing_is_recorded_after_max_retries(proxy):
+    proxy.inject("503", times=100, match="row doomed")
+    result = score_through(proxy, ["Say hi. (row a)", "Say hi. (row doomed)", "Say hi. (row b)"], max_retries=2)
+    assert result["error"].tolist()[0] == result["error"].tolist()[2] == ""
+    assert result["error"].iloc[1].startswith("HTTP 503")
+    assert result[TARGET].iloc[1] == "" and result[TARGET].iloc[0] != ""
+    assert len(proxy.attempts_matching("row doomed")) == 3
+
+
+def test_client_errors_are_not_retried(proxy):
+    result = score_through(proxy, ["hello " * 5000 + "(row long)"])
+    assert result["error"].iloc[0].startswith("HTTP 400")
+    assert len(proxy.attempts_matching("(row long)")) == 1
+
+
+def test_on_row_error_fail_lists_the_failed_rows(proxy):
+    proxy.inject("503", times=100, match="row doomed")
+    with pytest.raises(RowsFailedError) as error:
+        score_through(proxy, ["Say hi.", "Say hi. (row doomed)", ""], max_retries=1, on_row_error="fail")
+    message = str(error.value)
+    assert "2 of 3 rows failed" in message and "row 1: HTTP 503" in message and "row 2: empty prompt" in message
+    assert error.value.status_code == 502
+
+
+def test_on_row_error_fail_for_bad_rows_only_is_a_422(engine):
+    settings = Settings.load(REPO, environ=runtime_env({"on_row_error": "fail"}))
+    frame = pd.DataFrame({"promptText": ["Say hi.", "  "]})
+    with pytest.raises(RowsFailedError) as error:
+        score_frame(frame, hooks.client_for(engine, settings), engine.model, settings)
+    assert error.value.status_code == 422 and "row 1: empty prompt" in str(error.value)
+
+
+def test_a_cut_stream_reaches_the_client_as_an_error(proxy):
+    settings = settings_for(f"{proxy.url}/v1", max_tokens=64)
+    handle = connect_external(settings)
+    proxy.inject("truncate")
+    request = {"messages": [{"role": "user", "content": "Count from 1 to 30."}], "stream": True, "max_tokens": 64}
+    items = list(chat(request, hooks.client_for(handle, settings), handle.model))
+    assert "ended before the completion finished" in items[-1].to_json()
+    complete = list(chat(request, hooks.client_for(handle, settings), handle.model))
+    assert all(hasattr(item, "choices") for item in complete)
+
+
+def test_engine_http_errors_in_chat_keep_their_status(engine):
+    settings = Settings.load(REPO, environ=runtime_env())
+    request = {"messages": [{"role": "user", "content": "hello " * 5000}]}
+    with pytest.raises(ClientError) as error:
+        chat(request, hooks.client_for(engine, settings), engine.model)
+    assert error.value.status_code == 400 and "engine rejected" in str(error.value)
+
+
+def llama_server_pid(port):
+    # The guard's command line holds llama-server's too: match the one that starts with the binary.
+    found = subprocess.run(["pgrep", "-f", f"^[^ ]*/llama-server .*--port {port} "], capture_output=True, text=True)
+    return int(found.stdout.split()[0])
+
+
+def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_dir, caplog):
+    port = free_port()
+    settings = Settings.load(code_dir, environ=runtime_env({"engine_port": port, "max_tokens": 48, "max_concurrency": 4}))
+    handle = start_embedded(settings, code_dir)
+    time.sleep(3.5)  # the guard restarts engines that crash after their first 3 s (not failed starts)
+    pid = llama_server_pid(port)
+    frame = pd.DataFrame({"promptText": [f"Count from 1 to 20. ({i})" for i in range(8)]})
+
+    def kill_engine_soon():
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_engine_soon).start()
+    with caplog.at_level(logging.INFO, logger="nim_drum"):
+        result = score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
+    assert len(result) == 8 and (result["error"] == "").all(), result["error"].tolist()
+    assert "retried=0" not in caplog.text
+    log = open(handle.log_file).read()
+    assert "restart 1 of 5" in log
+    assert llama_server_pid(port) != pid

@@ -1,0 +1,157 @@
+"""The image, checked without Docker: hadolint, shellcheck, and what the Dockerfile promises."""
+
+import ast
+import json
+import shlex
+import subprocess
+import sys
+from importlib.metadata import distribution, packages_distributions
+from pathlib import PurePosixPath
+
+import pytest
+from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from conftest import REPO, VENV_BIN
+from nim_drum.dropin import context_files
+
+SCRIPTS = ["start_server.sh", ".ci/run"]
+
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    return DockerfileParser(path=str(REPO / "Dockerfile"))
+
+
+def instructions(dockerfile, name):
+    return [i["value"] for i in dockerfile.structure if i["instruction"] == name]
+
+
+def final_stage(dockerfile):
+    last_from = max(i for i, item in enumerate(dockerfile.structure) if item["instruction"] == "FROM")
+    return dockerfile.structure[last_from:]
+
+
+def copied_into(dockerfile, destination_dir):
+    """Sources of the final stage's COPY instructions whose destination is destination_dir."""
+    sources = []
+    for item in final_stage(dockerfile):
+        if item["instruction"] != "COPY" or "--from" in item["value"]:
+            continue
+        *src, dest = [w for w in shlex.split(item["value"]) if not w.startswith("--")]
+        dest = dest.replace("${VIRTUAL_ENV}", dockerfile.envs["VIRTUAL_ENV"])
+        dest = dest.replace("${PYTHON_VERSION}", dockerfile.args["PYTHON_VERSION"])
+        # relative destinations are relative to WORKDIR, which is the code directory
+        dest = str(PurePosixPath(dockerfile.envs["CODE_DIR"], dest))
+        sources += [(s, dest) for s in src]
+    return [s for s, dest in sources if dest == destination_dir or dest == f"{destination_dir}/{s}"]
+
+
+def test_hadolint_passes():
+    result = subprocess.run([str(VENV_BIN / "hadolint"), "Dockerfile"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_shellcheck_passes(script):
+    result = subprocess.run([str(VENV_BIN / "shellcheck"), script], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runs_as_a_non_root_user(dockerfile):
+    users = instructions(dockerfile, "USER")
+    assert users and users[-1] not in ("0", "root"), f"the image runs as {users[-1:]!r}"
+    assert dockerfile.args["RUNTIME_UID"] not in ("0", "root")
+
+
+def test_entrypoint_is_start_server_in_code_dir(dockerfile):
+    code_dir = dockerfile.envs["CODE_DIR"]
+    assert code_dir == "/opt/code"
+    assert json.loads(instructions(dockerfile, "ENTRYPOINT")[-1]) == [f"{code_dir}/start_server.sh"]
+    assert "start_server.sh" in copied_into(dockerfile, code_dir)
+
+
+def test_nim_cache_is_under_code_dir(dockerfile):
+    cache, code_dir = PurePosixPath(dockerfile.envs["NIM_CACHE_PATH"]), PurePosixPath(dockerfile.envs["CODE_DIR"])
+    assert cache.is_relative_to(code_dir) and cache != code_dir
+    # created, then handed to the runtime user, after every COPY into the code directory
+    runs = [i["value"] for i in final_stage(dockerfile) if i["instruction"] in ("RUN", "COPY")]
+    assert "NIM_CACHE_PATH" in runs[-1] and "chown" in runs[-1] and "RUNTIME_UID" in runs[-1]
+
+
+def test_drum_has_its_own_virtualenv_first_on_path(dockerfile):
+    venv = dockerfile.envs["VIRTUAL_ENV"]
+    # DRUM's NIM predictor removes exactly "$VIRTUAL_ENV/bin:" from PATH before it launches NIM.
+    assert dockerfile.envs["PATH"].startswith(f"{venv}/bin:")
+    assert dockerfile.envs["PYTHONUNBUFFERED"] == "1"
+
+
+def test_nim_image_is_pinned_and_matches_env_info(dockerfile):
+    image = dockerfile.parent_images[-1]
+    assert image.startswith("nvcr.io/nim/")
+    name, _, tag = image.rpartition(":")
+    assert name and tag and tag != "latest"
+    env_info = json.loads((REPO / "env_info.json").read_text())
+    assert f"FROM {image}" in env_info["environmentVersionDescription"]
+    assert env_info["programmingLanguage"] == "python" and env_info["useCases"] == ["customModel"]
+
+
+def test_everything_custom_py_imports_is_copied(dockerfile):
+    imported = {name.split(".")[0] for name in module_imports(REPO / "custom.py")}
+    local = {name for name in imported if (REPO / name).is_dir() or (REPO / f"{name}.py").is_file()}
+    assert local == {"nim_drum"}
+    code_copies = copied_into(dockerfile, dockerfile.envs["CODE_DIR"])
+    assert {"custom.py", "model-metadata.yaml", *local} <= set(code_copies)
+    # and into DRUM's site-packages, for a model that uploads only custom.py
+    site_packages = f"{dockerfile.envs['VIRTUAL_ENV']}/lib/python{dockerfile.args['PYTHON_VERSION']}/site-packages"
+    assert "nim_drum" in copied_into(dockerfile, site_packages)
+
+
+def test_the_package_imports_only_what_requirements_txt_installs():
+    pinned = [line.split("==")[0] for line in (REPO / "requirements.txt").read_text().splitlines()
+              if line and not line.startswith("#")]
+    required = installed_with(pinned)
+    distributions = packages_distributions()
+    for module in sorted((REPO / "nim_drum").glob("*.py")):
+        for name in module_imports(module):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top == "nim_drum":
+                continue
+            provided_by = {canonicalize_name(d) for d in distributions.get(top, [])}
+            assert provided_by & required, f"{module.name} imports {top}, which requirements.txt does not install"
+
+
+def test_every_copied_file_is_in_the_build_context(dockerfile):
+    context = set(context_files(REPO))
+    for item in final_stage(dockerfile):
+        if item["instruction"] == "COPY" and "--from" not in item["value"]:
+            for source in [w for w in shlex.split(item["value"]) if not w.startswith("--")][:-1]:
+                assert source in context or any(f.startswith(source + "/") for f in context), source
+    assert not any(f.startswith(("tests/", ".git/", ".venv/", "output/")) for f in context)
+
+
+def module_imports(path):
+    """Names imported by a module's top-level statements (not those inside functions)."""
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def installed_with(names):
+    """The distributions that installing `names` installs: them and their dependencies, recursively."""
+    seen, queue = set(), [canonicalize_name(n) for n in names]
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in distribution(name).requires or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                queue.append(canonicalize_name(requirement.name))
+    return seen
