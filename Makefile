@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 PROMPTS := examples/prompts.csv
 PREDICTIONS := output/predictions.csv
 
-.PHONY: setup score test dropin clean
+.PHONY: setup score test bench dropin clean
 
 setup: $(VENV)/.runtime $(VENV)/.engine
 
@@ -20,6 +20,10 @@ score: setup
 
 test: setup $(VENV)/.dev
 	$(PY) -m pytest
+
+# make bench ARGS="--base-url http://nim:8000/v1 --api-key ..." measures a real NIM instead.
+bench: setup $(VENV)/.dev
+	$(PY) bench/bench.py $(ARGS)
 
 $(PY):
 	python3 -m venv $(VENV)

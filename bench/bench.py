@@ -167,13 +167,14 @@ def _reported_tokens(body: dict) -> int:
 def engine_tokens_counter(root: str):
     """Output tokens the engine has generated so far, from its Prometheus metrics (None: unknown)."""
     def read():
-        for path, pattern in (("/metrics", r"llamacpp:tokens_predicted_total (\S+)"),
-                              ("/v1/metrics", r"(?:vllm:)?generation_tokens_total(?:\{[^}]*\})? (\S+)")):
+        # llama-server: /metrics; vLLM: /metrics; NIM: /v1/metrics (vLLM's names, with labels).
+        pattern = r"^(?:llamacpp:tokens_predicted_total|(?:vllm:)?generation_tokens_total(?:\{[^}]*\})?) (\S+)"
+        for path in ("/metrics", "/v1/metrics"):
             try:
                 text = requests.get(root + path, timeout=5).text
             except requests.RequestException:
                 continue
-            found = re.findall(pattern, text)
+            found = re.findall(pattern, text, re.MULTILINE)
             if found:
                 return int(sum(float(v) for v in found))
         return None

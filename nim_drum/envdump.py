@@ -67,6 +67,9 @@ def _redact_field(key: str, value: Any, secret_param: bool) -> Any:
 
 
 def _redact_payload(payload: Any, secret_param: bool) -> Any:
+    if isinstance(payload, dict) and secret_param:
+        # A credential: every field but its type is hidden, whatever the field is called.
+        return {key: value if key.lower() in NOT_SECRETS else REDACTED for key, value in payload.items()}
     if isinstance(payload, dict):
         return {key: _redact_json_value(key, value) for key, value in payload.items()}
     if payload is None or not secret_param:

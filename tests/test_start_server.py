@@ -154,7 +154,8 @@ def test_environment_dump_redacts_every_secret(machine):
     # what is not secret stays readable
     assert dump["MLOPS_RUNTIME_PARAM_max_tokens"] == max_tokens and dump["GPU_COUNT"] == "0"
     assert json.loads(dump["MLOPS_RUNTIME_PARAM_NGC_API_KEY"])["payload"]["credentialType"] == "api_token"
-    assert json.loads(dump["MLOPS_RUNTIME_PARAM_db"])["payload"]["user"] == "alice"
+    # a credential shows its type only: every other field is hidden, whatever its name
+    assert json.loads(dump["MLOPS_RUNTIME_PARAM_db"])["payload"] == {"credentialType": "basic", "user": "<redacted>", "password": "<redacted>"}
     assert dump["UPSTREAM_URL"] == "https://bob:<redacted>@models.example.com/v1"
     assert dump["NGC_API_KEY"] == "<redacted>"
 
