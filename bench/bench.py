@@ -2,6 +2,7 @@
 
     make bench                                   # embedded engine, 64 prompts
     make bench ARGS="--base-url http://nim:8000/v1 --api-key $KEY"   # a real NIM on a GPU host
+    make bench ARGS="--engine vllm"              # vLLM from .venv-vllm (make test-vllm) on SmolLM2
 
 Everything in one run hits the same engine with the same prompts (max_tokens 64, temperature 0):
 1. the limit: a direct streaming client at each concurrency (request/output-token throughput,
@@ -96,33 +97,16 @@ def stream_one(client: openai.OpenAI, model: str, prompt: str, max_tokens: int) 
     return (time.perf_counter() - started) * 1000, ttft, itl, tokens or len(arrivals)
 
 
-def direct(client, model, prompts, concurrency, max_tokens) -> Run:
+def streamed(name: str, client, model, prompts, concurrency, max_tokens) -> Run:
+    """Stream every prompt's completion, `concurrency` at a time."""
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(lambda p: stream_one(client, model, p, max_tokens), prompts))
-    run = Run("direct", concurrency, len(prompts), time.perf_counter() - started, sum(r[3] for r in results))
+    run = Run(name, concurrency, len(prompts), time.perf_counter() - started, sum(r[3] for r in results))
     for latency, ttft, itl, _ in results:
         run.latency_ms.append(latency)
         run.ttft_ms.append(ttft)
         run.itl_ms.extend(itl)
-    return run
-
-
-def chat_through_drum(url, prompts, concurrency, max_tokens) -> Run:
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
-
-    def one(prompt):
-        started = time.perf_counter()
-        reply = client.chat.completions.create(
-            model="", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0
-        )
-        return (time.perf_counter() - started) * 1000, reply.usage.completion_tokens
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, prompts))
-    run = Run("chat via drum", concurrency, len(prompts), time.perf_counter() - started, sum(r[1] for r in results))
-    run.latency_ms = [r[0] for r in results]
     return run
 
 
@@ -182,13 +166,19 @@ def engine_tokens_counter(root: str):
     return read
 
 
-def start_engine(max_concurrency: int):
+def start_engine(max_concurrency: int, kind: str = "embedded"):
     from nim_drum.embedded import start_embedded
     from nim_drum.settings import Settings
+    from nim_drum.vllm_engine import start_vllm
 
-    settings = Settings.load(REPO, environ={"MLOPS_RUNTIME_PARAM_max_concurrency": json.dumps(
-        {"type": "numeric", "payload": max_concurrency})})
-    return start_embedded(settings, REPO)
+    environ = {"MLOPS_RUNTIME_PARAM_max_concurrency": json.dumps({"type": "numeric", "payload": max_concurrency}),
+               "MLOPS_RUNTIME_PARAM_engine": json.dumps({"type": "string", "payload": kind})}
+    if kind == "embedded":
+        return start_embedded(Settings.load(REPO, environ=environ), REPO)
+    # vLLM serves the checkpoint that `make test-vllm` converts from the same SmolLM2 GGUF.
+    code_dir = Path(tempfile.mkdtemp(prefix="nim-drum-bench-vllm-"))
+    (code_dir / "model-repo").symlink_to(REPO / ".venv-vllm" / "smollm2-135m-instruct")
+    return start_vllm(Settings.load(REPO, environ=environ), code_dir)
 
 
 def values_file(directory: Path, values: dict) -> Path:
@@ -243,7 +233,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", default="1,2,4,8,16", help="levels for the direct client")
     parser.add_argument("--max-concurrency", type=int, default=16, help="our max_concurrency for batch scoring")
-    parser.add_argument("--base-url", help="an OpenAI-compatible engine (a NIM); default: start the embedded engine")
+    parser.add_argument("--base-url", help="an OpenAI-compatible engine (a NIM); default: start --engine")
+    parser.add_argument("--engine", choices=("embedded", "vllm"), default="embedded",
+                        help="the local engine to start when no --base-url is given")
     parser.add_argument("--api-key", default="unused")
     parser.add_argument("--model", help="model name at --base-url (default: its first model)")
     parser.add_argument("--out", default=str(REPO / "output" / "bench"))
@@ -252,7 +244,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="nim-drum-bench-"))
-    base_url = args.base_url or start_engine(args.max_concurrency).base_url
+    base_url = args.base_url or start_engine(args.max_concurrency, args.engine).base_url
     root = base_url.removesuffix("/v1")
     client = openai.OpenAI(base_url=base_url, api_key=args.api_key, max_retries=0, timeout=600)
     model = args.model or client.models.list().data[0].id
@@ -264,7 +256,7 @@ def main(argv: list[str]) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"engine: {base_url} model: {model} prompts: {len(prompts)} max_tokens: {args.max_tokens}", flush=True)
 
-    direct_runs = [direct(client, model, prompts, c, args.max_tokens) for c in levels]
+    direct_runs = [streamed("direct", client, model, prompts, c, args.max_tokens) for c in levels]
 
     ours_values = {"engine": "external", "base_url": base_url, "max_tokens": args.max_tokens, "temperature": 0,
                    "max_concurrency": args.max_concurrency, "served_model_name": model, "system_prompt": None}
@@ -285,7 +277,8 @@ def main(argv: list[str]) -> int:
     try:
         ours = predictions_run("ours: /predictions", ours_server.url, csv_bytes, len(prompts),
                                args.max_concurrency, tokens_of)
-        chat_runs = [chat_through_drum(ours_server.url, prompts, c, args.max_tokens) for c in (1, 8)]
+        drum_client = openai.OpenAI(base_url=f"{ours_server.url}/v1", api_key="unused", max_retries=0, timeout=600)
+        chat_runs = [streamed("chat via drum", drum_client, model, prompts, c, args.max_tokens) for c in (1, 8)]
         added_ms = added_latency_ms(base_url, ours_server.url, model)
     finally:
         ours_server.stop()
@@ -302,7 +295,7 @@ def main(argv: list[str]) -> int:
         "ours/drum-builtin": ours.output_token_throughput / builtin.output_token_throughput,
         "chat-drum/direct@8": chat_runs[1].output_token_throughput / direct_at_8.output_token_throughput,
     }
-    report = {"engine": base_url, "model": model, "prompts": len(prompts), "max_tokens": args.max_tokens,
+    report = {"engine": base_url, "engine_kind": "external" if args.base_url else args.engine, "model": model, "prompts": len(prompts), "max_tokens": args.max_tokens,
               "runs": [r.summary() for r in runs], "added_latency_p50_ms": round(added_ms, 2),
               "limit": limit.summary(), "ratios": {k: round(v, 3) for k, v in ratios.items()}}
     (out / "bench.json").write_text(json.dumps(report, indent=2))

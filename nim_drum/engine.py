@@ -40,6 +40,10 @@ def open_engine(settings: Settings, code_dir: str | os.PathLike) -> EngineHandle
     """Start or connect to the engine that `settings.engine` names."""
     if settings.engine == "external":
         return connect_external(settings)
+    if settings.engine == "vllm":
+        from nim_drum.vllm_engine import start_vllm
+
+        return start_vllm(settings, code_dir)
     from nim_drum.embedded import start_embedded
 
     return start_embedded(settings, code_dir)

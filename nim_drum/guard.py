@@ -1,11 +1,13 @@
 """Supervise an engine process: restart it when it dies, stop it when its owner is gone.
 
-    python -m nim_drum.guard OWNER_PID LOG_FILE -- COMMAND...
+    python -m nim_drum.guard OWNER_PID LOG_FILE HEALTH_URL -- COMMAND...
 
 - The engine crashed: restart it on the same port, with a backoff, at most MAX_RESTARTS times.
   Requests in flight meanwhile fail with connection errors, which the scorer's client retries.
-  An engine that exits within MIN_UPTIME_SECONDS is failing to start (a bad model file, a taken
-  port), which a restart will not mend: the guard exits, and the caller reports the engine's log.
+  An engine that exits before HEALTH_URL ever answered 200 is failing to start (a bad model file,
+  a taken port, too little memory), which a restart will not mend: the guard exits, and the caller
+  reports the engine's log. (A fixed uptime cannot tell the two apart: vLLM fails a start after
+  30 s or more, llama-server crashes mid-batch after 3.)
 - DRUM can die without running atexit handlers (SIGKILL, a crashed gunicorn worker), and an engine
   would outlive it. The guard polls the owner and stops the engine (SIGTERM, then SIGKILL).
 - SIGTERM or SIGINT to the guard stops the engine the same way.
@@ -16,11 +18,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 POLL_SECONDS = 0.25
 STOP_GRACE_SECONDS = 8
 MAX_RESTARTS = 5
-MIN_UPTIME_SECONDS = 3
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30
 
@@ -40,6 +43,14 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def answers(health_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(health_url, timeout=1) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def stop(process: subprocess.Popen) -> int:
     process.terminate()
     try:
@@ -53,19 +64,20 @@ def say(log, message: str) -> None:
     log.write(f"[nim_drum.guard] {message}\n".encode())
 
 
-def supervise(owner_pid: int, command: list[str], log) -> int:
+def supervise(owner_pid: int, command: list[str], log, health_url: str) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     restarts, backoff = 0, FIRST_BACKOFF_SECONDS
     while True:
-        started = time.monotonic()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        ready = False
         while process.poll() is None:
             if stopping or not process_alive(owner_pid):
                 return stop(process)
+            ready = ready or answers(health_url)
             time.sleep(POLL_SECONDS)
-        if time.monotonic() - started < MIN_UPTIME_SECONDS:
+        if not ready:
             return process.returncode
         if restarts == MAX_RESTARTS:
             say(log, f"engine exited with code {process.returncode}; {MAX_RESTARTS} restarts used, giving up")
@@ -77,11 +89,11 @@ def supervise(owner_pid: int, command: list[str], log) -> int:
 
 
 def main(argv: list[str]) -> int:
-    owner_pid, log_file, separator, *command = argv
+    owner_pid, log_file, health_url, separator, *command = argv
     if separator != "--" or not command:
-        raise SystemExit("usage: python -m nim_drum.guard OWNER_PID LOG_FILE -- COMMAND...")
+        raise SystemExit("usage: python -m nim_drum.guard OWNER_PID LOG_FILE HEALTH_URL -- COMMAND...")
     with open(log_file, "ab", buffering=0) as log:
-        return supervise(int(owner_pid), command, log)
+        return supervise(int(owner_pid), command, log, health_url)
 
 
 if __name__ == "__main__":

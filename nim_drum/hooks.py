@@ -35,7 +35,7 @@ def load_model(code_dir: str) -> EngineHandle | str:
     settings = settings_for(str(code_dir))
     prepare_artifacts(settings, code_dir)
     if under_gpu_predictor():
-        log.info("DRUM's NIM predictor starts and serves the model; no engine is started here.")
+        log.info("DRUM's GPU predictor (NIM or vLLM) starts and serves the model; no engine is started here.")
         return settings.served_model_name
     return open_engine(settings, code_dir)
 

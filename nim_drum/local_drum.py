@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from pathlib import Path
 
 import requests
 
+from nim_drum.launcher import free_port
 from nim_drum.scoring import DEFAULT_TARGET_NAME
 
 DRUM = Path(sys.executable).with_name("drum")
 TEXT_GENERATION = ["--target-type", "textgeneration"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def drum_env(env: dict | None = None) -> dict:

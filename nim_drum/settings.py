@@ -22,7 +22,7 @@ from nim_drum.errors import ConfigError
 
 METADATA_FILE = "model-metadata.yaml"
 ENV_PREFIX = "MLOPS_RUNTIME_PARAM_"
-ENGINES = ("embedded", "external")
+ENGINES = ("embedded", "vllm", "external")
 # DRUM's name for "whatever model this deployment serves" (BaseOpenAiGpuPredictor.DEFAULT_MODEL_NAME).
 DEFAULT_MODEL_NAME = "datarobot-deployed-llm"
 ROW_ERROR_MODES = ("record", "fail")
@@ -32,6 +32,7 @@ ARTIFACT_ROUTES = ("cache", "model-repo")
 CREDENTIAL_OBJECT_PARAMS = {"model_artifact_credential"}
 INTEGER_PARAMS = {
     "max_tokens", "n", "seed", "max_concurrency", "max_retries", "engine_port", "NIM_MAX_MODEL_LEN",
+    "max_model_len",
 }
 
 
@@ -83,6 +84,11 @@ class Settings:
     model_artifact_credential: Credential | None = _secret()
     artifact_s3_endpoint_url: str | None = None
     lora_artifact_uri: str | None = field(default=None, repr=False)
+    model: str | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    huggingfacetoken: str | None = _secret()
+    vllm_python: str | None = None
 
     @classmethod
     def load(cls, code_dir: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Settings:

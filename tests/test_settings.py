@@ -47,7 +47,7 @@ def test_seed_and_stop_are_sent_only_when_set():
         ("n", 0, "whole number from 1 to 16"),
         ("n", 1.5, "whole number"),
         ("max_concurrency", 0, "whole number from 1 to 256"),
-        ("engine", "tensorrt", "embedded, external"),
+        ("engine", "tensorrt", "embedded, vllm, external"),
         ("NIM_LOG_LEVEL", "LOUD", "DEFAULT, TRACE"),
         ("stop", '["a", 3]', "JSON list"),
     ],

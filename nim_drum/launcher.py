@@ -1,0 +1,180 @@
+"""Local engine processes: one per code directory and engine kind, shared by DRUM workers, supervised.
+
+DRUM may start several workers, each calling load_model. The first one starts the engine; the
+others find it through a state file, serialised by a file lock, and share it. The engine runs under
+nim_drum.guard, which restarts it when it crashes and stops it once the owning DRUM process is gone,
+so it is never orphaned. The embedded llama-server and vLLM both start here; each module only says
+which command to run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+from filelock import FileLock
+
+from nim_drum.engine import EngineHandle
+from nim_drum.errors import EngineError
+from nim_drum.guard import process_alive
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 10
+LOG_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class EngineLaunch:
+    """How to start one engine: its command (already holding `port`) and what to call it in messages."""
+
+    kind: str
+    program: str
+    command: list[str]
+    port: int
+    model: str
+    start_timeout: float
+    # Added to the engine's environment, never logged: it may hold tokens.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def shared_engine(
+    code_dir: str | os.PathLike, kind: str, start_timeout: float, plan: Callable[[], EngineLaunch]
+) -> EngineHandle:
+    """Return the code directory's running engine of this kind, starting it with `plan()` if none runs."""
+    state_dir = state_dir_for(code_dir)
+    # A second worker waits here while the first one starts the engine.
+    with FileLock(state_dir / "engine.lock", timeout=start_timeout + 30):
+        handle = _running_engine(state_dir, kind)
+        if handle:
+            log.info("Engine: sharing the running %s engine at %s", kind, handle.base_url)
+            return handle
+        return _launch(plan(), Path(code_dir), state_dir)
+
+
+def stop_shared(code_dir: str | os.PathLike, kind: str) -> None:
+    """Stop the code directory's engine of this kind, if one runs (SIGTERM, then SIGKILL)."""
+    state_file = state_dir_for(code_dir) / f"{kind}.json"
+    if state_file.exists():
+        stop_group(json.loads(state_file.read_text())["pid"])
+        state_file.unlink(missing_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def state_dir_for(code_dir: str | os.PathLike) -> Path:
+    key = hashlib.sha256(str(Path(code_dir).resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"nim-drum-{os.getuid()}-{key}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _running_engine(state_dir: Path, kind: str) -> EngineHandle | None:
+    state_file = state_dir / f"{kind}.json"
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    handle = EngineHandle(kind, state["base_url"], state["model"], log_file=state["log_file"])
+    if process_alive(state["pid"]) and healthy(handle.base_url):
+        return handle
+    state_file.unlink()
+    return None
+
+
+def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHandle:
+    log_file = state_dir / f"{launch.kind}.log"
+    log_file.write_text("")
+    owner = _owning_process()
+    base_url = f"http://127.0.0.1:{launch.port}/v1"
+    command = [sys.executable, "-m", "nim_drum.guard", str(owner), str(log_file), _health_url(base_url), "--",
+               *launch.command]
+    log.info("Engine: starting %s on port %d; log: %s", launch.program, launch.port, log_file)
+    with open(log_file, "ab") as guard_output:
+        process = subprocess.Popen(
+            command, start_new_session=True, stdin=subprocess.DEVNULL, stdout=guard_output,
+            stderr=guard_output, cwd=Path(__file__).parent.parent, env={**os.environ, **launch.env},
+        )
+    _wait_until_ready(process, base_url, log_file, launch)
+    state = {"pid": process.pid, "base_url": base_url, "model": launch.model,
+             "log_file": str(log_file), "owner": owner}
+    (state_dir / f"{launch.kind}.json").write_text(json.dumps(state))
+    if owner == os.getpid():
+        atexit.register(stop_shared, code_dir, launch.kind)
+    return EngineHandle(launch.kind, base_url, launch.model, log_file=str(log_file))
+
+
+def _owning_process() -> int:
+    # Under gunicorn (DRUM's default server) every worker is a child of one master: the engine
+    # lives as long as the master, so workers share it and a restarted worker finds it again.
+    if "DRUM_GUNICORN_DRUM_ARGS" in os.environ:
+        return os.getppid()
+    return os.getpid()
+
+
+def _wait_until_ready(process: subprocess.Popen, base_url: str, log_file: Path, launch: EngineLaunch) -> None:
+    deadline = time.monotonic() + launch.start_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EngineError(
+                f"{launch.program} exited with code {process.returncode} before it was ready. "
+                f"Last lines of {log_file}:\n{_tail(log_file)}"
+            )
+        if healthy(base_url):
+            return
+        time.sleep(0.2)
+    stop_group(process.pid)
+    raise EngineError(
+        f"{launch.program} was not ready after {launch.start_timeout:.0f} s. "
+        f"Last lines of {log_file}:\n{_tail(log_file)}"
+    )
+
+
+def _health_url(base_url: str) -> str:
+    # llama-server and vLLM both answer /health at the root (NIM's is /v1/health/ready).
+    return base_url.removesuffix("/v1") + "/health"
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        return requests.get(_health_url(base_url), timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def stop_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path) -> str:
+    with open(path, errors="replace") as lines:
+        return "".join(deque(lines, LOG_TAIL_LINES))

