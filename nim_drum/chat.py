@@ -39,7 +39,9 @@ class StreamError:
 
     def __init__(self, message: str):
         self.message = message
-        self.choices = []  # DRUM's chat wrapper reads chunk.choices of every streamed item
+        # DRUM reads .choices of every item, and refuses a stream whose first item is not a chunk.
+        self.choices = []
+        self.object = "chat.completion.chunk"
 
     def to_json(self, indent=None) -> str:
         return json.dumps({"error": {"message": self.message, "type": "engine_error"}}, indent=indent)
