@@ -58,8 +58,10 @@ def llama_server_binary() -> Path:
 
 def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
     port = settings.engine_port or free_port()
-    command = _llama_server_command(settings, find_gguf(code_dir), port)
-    return EngineLaunch(KIND, "llama-server", command, port, settings.served_model_name, START_TIMEOUT_SECONDS)
+    gguf = find_gguf(code_dir)
+    command = _llama_server_command(settings, gguf, port)
+    return EngineLaunch(KIND, f"llama-server with {gguf.name}", command, port, settings.served_model_name,
+                        START_TIMEOUT_SECONDS)
 
 
 def _llama_server_command(settings: Settings, gguf: Path, port: int) -> list[str]:

@@ -43,7 +43,7 @@ class EngineLaunch:
     """How to start one engine: its command (already holding `port`) and what to call it in messages."""
 
     kind: str
-    program: str
+    program: str  # for messages, with the model it serves: "llama-server with model.gguf"
     command: list[str]
     port: int
     model: str

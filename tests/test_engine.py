@@ -79,7 +79,7 @@ def test_an_engine_that_cannot_start_says_why_with_its_log(code_dir):
     with pytest.raises(EngineError) as error:
         start_embedded(Settings.load(code_dir, environ={}), code_dir)
     message = str(error.value)
-    assert "llama-server exited" in message and "Last lines of" in message and "broken.gguf" in message
+    assert "llama-server with broken.gguf exited" in message and "Last lines of" in message
 
 
 def test_an_unreachable_external_engine_fails_at_start():
