@@ -10,11 +10,31 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CHUNK = 1024 * 1024
+
+
+@contextmanager
+def s3_server(bucket: str, secret_key: str):
+    """An S3-compatible server on loopback (moto in server mode): yields (boto3 client, endpoint URL)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="AKIDTEST", aws_secret_access_key=secret_key)
+        client.create_bucket(Bucket=bucket)
+        yield client, endpoint
+    finally:
+        server.stop()
 
 
 class ArtifactServer:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from artifact_server import ArtifactServer
+from artifact_server import ArtifactServer, s3_server
 from conftest import VENV_BIN, runtime_env
 from nim_drum import artifacts
 from nim_drum.artifacts import MARKER, prepare_artifacts
@@ -162,18 +162,8 @@ def test_workers_starting_together_fetch_once_and_say_they_wait(code_dir, served
 
 @pytest.fixture
 def s3_store(tmp_path):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="AKIDTEST", aws_secret_access_key="secret")
-    client.create_bucket(Bucket="nim")
-    yield client, endpoint
-    server.stop()
+    with s3_server("nim", "secret") as store:
+        yield store
 
 
 def test_cache_route_from_s3_and_lora_adapters(code_dir, s3_store, tmp_path, monkeypatch, caplog):

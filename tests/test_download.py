@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from artifact_server import ArtifactServer
+from artifact_server import ArtifactServer, s3_server
 from conftest import REPO
 from nim_drum.download import DownloadOptions, fetch, redact
 from nim_drum.errors import ArtifactError
@@ -128,7 +128,7 @@ def test_credentials_and_signed_queries_never_reach_logs_or_errors(served, tmp_p
     with pytest.raises(ArtifactError) as error:
         fetch(f"{served.url}/gone.bin?X-Amz-Signature=SIG-SECRET-2", tmp_path / "dl", options)
     with pytest.raises(ArtifactError) as refused:
-        fetch(f"http://user:PASS-SECRET-3@127.0.0.1:9/x.bin?sig=SIG-SECRET-2", tmp_path / "dl",
+        fetch("http://user:PASS-SECRET-3@127.0.0.1:9/x.bin?sig=SIG-SECRET-2", tmp_path / "dl",
               DownloadOptions(backoff_first=0.001))
     text = caplog.text + str(error.value) + str(refused.value) + repr(options)
     assert "/model.bin?<redacted>" in caplog.text and "SECRET" not in text
@@ -161,19 +161,9 @@ def test_tls_is_verified_unless_verify_ssl_is_false(served, tmp_path):
 
 @pytest.fixture
 def s3(tmp_path):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="AKIDTEST", aws_secret_access_key="S3-SECRET-4")
-    client.create_bucket(Bucket="models")
     credential = Credential("s3", (("awsAccessKeyId", "AKIDTEST"), ("awsSecretAccessKey", "S3-SECRET-4")))
-    yield client, DownloadOptions(credential=credential, s3_endpoint_url=endpoint, backoff_first=0.01)
-    server.stop()
+    with s3_server("models", "S3-SECRET-4") as (client, endpoint):
+        yield client, DownloadOptions(credential=credential, s3_endpoint_url=endpoint, backoff_first=0.01)
 
 
 def test_s3_download_with_sidecar_checksum(s3, tmp_path):
