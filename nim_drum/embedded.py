@@ -6,6 +6,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from nim_drum.artifacts import MODEL_REPO
 from nim_drum.engine import EngineHandle
 from nim_drum.errors import EngineError
 from nim_drum.launcher import EngineLaunch, free_port, shared_engine, stop_shared
@@ -15,7 +16,6 @@ KIND = "embedded"
 START_TIMEOUT_SECONDS = 120
 SLOT_CONTEXT_TOKENS = 2048
 MAX_SLOTS = 32
-MODEL_REPO = "model-repo"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

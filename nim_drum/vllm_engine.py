@@ -14,6 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from nim_drum.artifacts import MODEL_REPO
 from nim_drum.engine import EngineHandle
 from nim_drum.errors import ConfigError, EngineError
 from nim_drum.launcher import EngineLaunch, free_port, shared_engine, stop_shared
@@ -25,7 +26,6 @@ KIND = "vllm"
 START_TIMEOUT_SECONDS = 900
 ENGINE_CONFIG_FILE = "engine_config.json"  # VllmPredictor.ENGINE_CONFIG_FILE
 DRUM_MODEL_DIR = "vllm"  # VllmPredictor.DEFAULT_MODEL_DIR
-MODEL_REPO = "model-repo"
 CPU_KV_CACHE_GIB = 2
 VENV_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"
 # Run by the vLLM interpreter: prints which vLLM distribution it has, without importing it (slow).
