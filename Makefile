@@ -20,7 +20,7 @@ VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
 setup: $(VENV)/.runtime $(VENV)/.engine
 
 score: setup
-	$(PY) -m nim_drum.batch $(PROMPTS) $(PREDICTIONS)
+	$(PY) -m nim_drum.devtools.batch $(PROMPTS) $(PREDICTIONS)
 
 test: setup $(VENV)/.dev
 	$(PY) -m pytest
@@ -68,7 +68,7 @@ $(VENV)/.dev: requirements-dev.txt | $(PY)
 # The environment's Docker context for DataRobot, byte-identical on every run, and the docker
 # commands that build and save the image that goes with it.
 dropin: $(VENV)/.runtime
-	$(PY) -m nim_drum.dropin $(DROPIN_DIR)
+	$(PY) -m nim_drum.devtools.dropin $(DROPIN_DIR)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) output .pytest_cache

@@ -34,7 +34,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nim_drum.local_drum import DrumServer, run_drum_score  # noqa: E402
+from nim_drum.devtools.local_drum import DrumServer, run_drum_score  # noqa: E402
 
 TOPICS = ["the ocean", "volcanoes", "honey bees", "the moon", "bicycles", "coffee", "glaciers", "owls"]
 TASKS = ["Write a short story about {}.", "Explain {} to a child.", "List facts about {}.",
@@ -167,9 +167,9 @@ def engine_tokens_counter(root: str):
 
 
 def start_engine(max_concurrency: int, kind: str = "embedded"):
-    from nim_drum.embedded import start_embedded
-    from nim_drum.settings import Settings
-    from nim_drum.vllm_engine import start_vllm
+    from nim_drum.engines.embedded import start_embedded
+    from nim_drum.serving.settings import Settings
+    from nim_drum.engines.vllm_engine import start_vllm
 
     environ = {"MLOPS_RUNTIME_PARAM_max_concurrency": json.dumps({"type": "numeric", "payload": max_concurrency}),
                "MLOPS_RUNTIME_PARAM_engine": json.dumps({"type": "string", "payload": kind})}

@@ -26,9 +26,9 @@ CANARIES = {
 
 sys.path.insert(0, str(REPO))
 
-from nim_drum.embedded import start_embedded, stop_embedded  # noqa: E402
-from nim_drum.local_drum import DrumServer, free_port  # noqa: E402,F401 - tests import free_port from here
-from nim_drum.settings import Settings  # noqa: E402
+from nim_drum.engines.embedded import start_embedded, stop_embedded  # noqa: E402
+from nim_drum.devtools.local_drum import DrumServer, free_port  # noqa: E402,F401 - tests import free_port from here
+from nim_drum.serving.settings import Settings  # noqa: E402
 
 
 def make_code_dir(path: Path) -> Path:

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from nim_drum.archives import unpack, unpacked_size
+from nim_drum.artifacts.archives import unpack, unpacked_size
 from nim_drum.errors import ArtifactError
 
 

@@ -18,10 +18,10 @@ from filelock import FileLock
 
 from artifact_server import ArtifactServer, s3_server
 from conftest import VENV_BIN, runtime_env
-from nim_drum import artifacts
-from nim_drum.artifacts import MARKER, prepare_artifacts
+from nim_drum.artifacts import routes as artifacts
+from nim_drum.artifacts.routes import MARKER, prepare_artifacts
 from nim_drum.errors import ArtifactError
-from nim_drum.settings import Settings
+from nim_drum.serving.settings import Settings
 
 
 def settings(code_dir, **params):

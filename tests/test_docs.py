@@ -3,12 +3,12 @@
 import re
 
 from conftest import REPO
-from nim_drum.docs import parameter_table, readme_table
+from nim_drum.devtools.docs import parameter_table, readme_table
 
 
 def test_readme_parameter_table_matches_the_metadata():
     table = readme_table((REPO / "README.md").read_text())
-    assert table == parameter_table(), "README table is stale: run `python -m nim_drum.docs --write`"
+    assert table == parameter_table(), "README table is stale: run `python -m nim_drum.devtools.docs --write`"
 
 
 def test_the_quick_start_is_the_two_make_commands():

@@ -7,7 +7,7 @@ import subprocess
 import tarfile
 
 from conftest import REPO
-from nim_drum.dropin import CONTEXT_TARBALL, context_files, write_context
+from nim_drum.devtools.dropin import CONTEXT_TARBALL, context_files, write_context
 
 
 def make_dropin(output_dir):

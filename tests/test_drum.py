@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from conftest import REPO, BusySlotMonitor, engine_root, free_port, runtime_env
-from nim_drum.local_drum import run_drum_score
+from nim_drum.devtools.local_drum import run_drum_score
 
 PROMPTS = REPO / "examples" / "prompts.csv"
 FRANCE = [

@@ -10,17 +10,17 @@ import pytest
 import requests
 
 from conftest import REPO, free_port, runtime_env
-from nim_drum.embedded import start_embedded
-from nim_drum.engine import connect_external
+from nim_drum.engines.embedded import start_embedded
+from nim_drum.engines.external import connect_external
 from nim_drum.errors import EngineError
-from nim_drum.settings import Settings
+from nim_drum.serving.settings import Settings
 
 START_IN_CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
-    from nim_drum.embedded import start_embedded
-    from nim_drum.settings import Settings
+    from nim_drum.engines.embedded import start_embedded
+    from nim_drum.serving.settings import Settings
     handle = start_embedded(Settings.load({code_dir!r}, environ={{}}), {code_dir!r})
     print(handle.base_url, flush=True)
     """

@@ -12,13 +12,13 @@ import pytest
 
 from conftest import REPO, TARGET, engine_root, free_port, runtime_env
 from faultproxy import FaultProxy
-from nim_drum import hooks
-from nim_drum.chat import chat
-from nim_drum.embedded import start_embedded
-from nim_drum.engine import connect_external
+from nim_drum.serving import hooks
+from nim_drum.serving.chat import chat
+from nim_drum.engines.embedded import start_embedded
+from nim_drum.engines.external import connect_external
 from nim_drum.errors import ClientError, RowsFailedError
-from nim_drum.scoring import score_frame
-from nim_drum.settings import Settings
+from nim_drum.serving.scoring import score_frame
+from nim_drum.serving.settings import Settings
 
 
 @pytest.fixture

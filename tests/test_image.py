@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from conftest import REPO, VENV_BIN
-from nim_drum.dropin import context_files
+from nim_drum.devtools.dropin import context_files
 
 SCRIPTS = ["start_server.sh", ".ci/run"]
 

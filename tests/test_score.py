@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, TARGET, BusySlotMonitor, engine_root, runtime_env
-from nim_drum import hooks
+from nim_drum.serving import hooks
 from nim_drum.errors import ClientError
-from nim_drum.scoring import score_frame
-from nim_drum.settings import Settings
+from nim_drum.serving.scoring import score_frame
+from nim_drum.serving.settings import Settings
 
 
 def score(engine, prompts, **params):

@@ -5,7 +5,7 @@ import yaml
 
 from conftest import REPO, runtime_env
 from nim_drum.errors import ConfigError
-from nim_drum.settings import Settings
+from nim_drum.serving.settings import Settings
 
 
 def load(**params):

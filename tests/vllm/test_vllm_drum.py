@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from conftest import free_port, runtime_env
-from nim_drum.launcher import state_dir_for
-from nim_drum.local_drum import run_drum_score
-from nim_drum.vllm_engine import VENV_PYTHON
+from nim_drum.engines.launcher import state_dir_for
+from nim_drum.devtools.local_drum import run_drum_score
+from nim_drum.engines.vllm_engine import VENV_PYTHON
 from test_drum import FRANCE, PROMPTS, predict_csv
 from vllm_support import MAX_MODEL_LEN, VLLM_PARAMS, make_vllm_code_dir, vllm_dir, vllm_engine  # noqa: F401
 

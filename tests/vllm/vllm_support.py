@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from conftest import make_code_dir, runtime_env
-from nim_drum.settings import Settings
-from nim_drum.vllm_engine import VENV_PYTHON, start_vllm, stop_vllm
+from nim_drum.serving.settings import Settings
+from nim_drum.engines.vllm_engine import VENV_PYTHON, start_vllm, stop_vllm
 
 # The test engine's context: small enough that the embedded suite's over-long prompt (5,000 words)
 # is rejected, as it is by llama-server's 2,048-token slots.

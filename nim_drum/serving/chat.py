@@ -11,7 +11,7 @@ import openai
 from openai.resources.chat.completions import Completions
 
 from nim_drum.errors import ClientError
-from nim_drum.settings import DEFAULT_MODEL_NAME
+from nim_drum.serving.settings import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "developer", "user", "assistant", "tool")

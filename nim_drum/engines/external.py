@@ -1,52 +1,17 @@
-"""Engine handles: where chat completions come from, and the OpenAI client that reaches them."""
+"""The external engine: an OpenAI-compatible server we do not run (a NIM, vLLM, the hosted NIM API)."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
 
-import openai
 import requests
 
+from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
-from nim_drum.settings import DEFAULT_MODEL_NAME, Settings
+from nim_drum.serving.settings import DEFAULT_MODEL_NAME, Settings
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS = 10
-
-
-@dataclass(frozen=True)
-class EngineHandle:
-    """An OpenAI-compatible endpoint; `load_model` returns one, and `score` and `chat` use it."""
-
-    kind: str
-    base_url: str
-    model: str
-    api_key: str | None = field(default=None, repr=False)
-    log_file: str | None = None
-
-    def client(self, settings: Settings) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=self.base_url,
-            # The embedded engine needs no key, but the client refuses to start without one.
-            api_key=self.api_key or "not-needed",
-            timeout=settings.request_timeout,
-            max_retries=settings.max_retries,
-        )
-
-
-def open_engine(settings: Settings, code_dir: str | os.PathLike) -> EngineHandle:
-    """Start or connect to the engine that `settings.engine` names."""
-    if settings.engine == "external":
-        return connect_external(settings)
-    if settings.engine == "vllm":
-        from nim_drum.vllm_engine import start_vllm
-
-        return start_vllm(settings, code_dir)
-    from nim_drum.embedded import start_embedded
-
-    return start_embedded(settings, code_dir)
 
 
 def connect_external(settings: Settings) -> EngineHandle:

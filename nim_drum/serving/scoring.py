@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import openai
 import pandas as pd
 
-from nim_drum.chat import engine_message
+from nim_drum.serving.chat import engine_message
 from nim_drum.errors import ClientError, RowsFailedError
-from nim_drum.settings import Settings
+from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The vllm engine: vLLM's OpenAI server, run by its own Python, started by nim_drum.launcher.
+"""The vllm engine: vLLM's OpenAI server, run by its own Python, started by nim_drum.engines.launcher.
 
 It reads a code directory the way DRUM's vLLM predictor (`drum server --gpu-predictor=vllm`,
 datarobot_drum/drum/gpu_predictors/vllm_predictor.py) does, so one code directory serves both:
@@ -14,11 +14,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from nim_drum.artifacts import MODEL_REPO
-from nim_drum.engine import EngineHandle
+from nim_drum.artifacts.routes import MODEL_REPO
+from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import ConfigError, EngineError
-from nim_drum.launcher import EngineLaunch, free_port, shared_engine, stop_shared
-from nim_drum.settings import Settings
+from nim_drum.engines.launcher import EngineLaunch, free_port, shared_engine, stop_shared
+from nim_drum.serving.settings import Settings
 
 KIND = "vllm"
 # Loading torch and the model, then profiling memory, takes about 30 s on 2 CPU cores; large

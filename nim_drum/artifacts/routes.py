@@ -30,12 +30,12 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from nim_drum.archives import archive_kind, unpack, unpacked_size
-from nim_drum.download import (
+from nim_drum.artifacts.archives import archive_kind, unpack, unpacked_size
+from nim_drum.artifacts.download import (
     DownloadOptions, fetch, is_remote, redact, remote_size, source_identity,
 )
 from nim_drum.errors import ArtifactError
-from nim_drum.settings import Settings
+from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 

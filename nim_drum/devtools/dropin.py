@@ -1,7 +1,7 @@
 """`make dropin`: the environment's Docker context as a reproducible tarball, and the commands that
 build and save the image that goes with it (a DataRobot environment version takes both files).
 
-    python -m nim_drum.dropin [OUTPUT_DIR]      (default: output/dropin)
+    python -m nim_drum.devtools.dropin [OUTPUT_DIR]      (default: output/dropin)
 
 The tarball holds exactly the files .dockerignore lets into a `docker build` context. Entries are
 sorted, with fixed owners, modes and mtimes (SOURCE_DATE_EPOCH, or 2024-01-01) and a gzip header

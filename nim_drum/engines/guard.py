@@ -1,6 +1,6 @@
 """Supervise an engine process: restart it when it dies, stop it when its owner is gone.
 
-    python -m nim_drum.guard OWNER_PID LOG_FILE HEALTH_URL -- COMMAND...
+    python -m nim_drum.engines.guard OWNER_PID LOG_FILE HEALTH_URL -- COMMAND...
 
 - The engine crashed: restart it on the same port, with a backoff, at most MAX_RESTARTS times.
   Requests in flight meanwhile fail with connection errors, which the scorer's client retries.
@@ -61,7 +61,7 @@ def stop(process: subprocess.Popen) -> int:
 
 
 def say(log, message: str) -> None:
-    log.write(f"[nim_drum.guard] {message}\n".encode())
+    log.write(f"[nim_drum.engines.guard] {message}\n".encode())
 
 
 def supervise(owner_pid: int, command: list[str], log, health_url: str) -> int:
@@ -91,7 +91,7 @@ def supervise(owner_pid: int, command: list[str], log, health_url: str) -> int:
 def main(argv: list[str]) -> int:
     owner_pid, log_file, health_url, separator, *command = argv
     if separator != "--" or not command:
-        raise SystemExit("usage: python -m nim_drum.guard OWNER_PID LOG_FILE HEALTH_URL -- COMMAND...")
+        raise SystemExit("usage: python -m nim_drum.engines.guard OWNER_PID LOG_FILE HEALTH_URL -- COMMAND...")
     with open(log_file, "ab", buffering=0) as log:
         return supervise(int(owner_pid), command, log, health_url)
 

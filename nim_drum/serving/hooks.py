@@ -15,13 +15,14 @@ import sys
 import openai
 import pandas as pd
 
-from nim_drum.artifacts import prepare_artifacts
-from nim_drum.chat import chat as send_chat
-from nim_drum.csv_input import read_csv
-from nim_drum.engine import EngineHandle, open_engine
+from nim_drum.artifacts.routes import prepare_artifacts
+from nim_drum.serving.chat import chat as send_chat
+from nim_drum.serving.csv_input import read_csv
+from nim_drum.engines.factory import open_engine
+from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import ConfigError
-from nim_drum.scoring import score_frame
-from nim_drum.settings import Settings
+from nim_drum.serving.scoring import score_frame
+from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Run a batch prediction through `drum score` and print where it went and how it did.
 
-    python -m nim_drum.batch INPUT.csv OUTPUT.csv    (what `make score` runs)
+    python -m nim_drum.devtools.batch INPUT.csv OUTPUT.csv    (what `make score` runs)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nim_drum.local_drum import run_drum_score
+from nim_drum.devtools.local_drum import run_drum_score
 
 CODE_DIR = Path(__file__).resolve().parent.parent
 # `drum score` names the prediction column of its output CSV "Predictions", whatever TARGET_NAME is.

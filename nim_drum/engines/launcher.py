@@ -2,7 +2,7 @@
 
 DRUM may start several workers, each calling load_model. The first one starts the engine; the
 others find it through a state file, serialised by a file lock, and share it. The engine runs under
-nim_drum.guard, which restarts it when it crashes and stops it once the owning DRUM process is gone,
+nim_drum.engines.guard, which restarts it when it crashes and stops it once the owning DRUM process is gone,
 so it is never orphaned. The embedded llama-server and vLLM both start here; each module only says
 which command to run.
 """
@@ -28,9 +28,9 @@ from typing import Callable
 import requests
 from filelock import FileLock
 
-from nim_drum.engine import EngineHandle
+from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
-from nim_drum.guard import process_alive
+from nim_drum.engines.guard import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
     log_file.write_text("")
     owner = _owning_process()
     base_url = f"http://127.0.0.1:{launch.port}/v1"
-    command = [sys.executable, "-m", "nim_drum.guard", str(owner), str(log_file), _health_url(base_url), "--",
+    command = [sys.executable, "-m", "nim_drum.engines.guard", str(owner), str(log_file), _health_url(base_url), "--",
                *launch.command]
     log.info("Engine: starting %s on port %d; log: %s", launch.program, launch.port, log_file)
     with open(log_file, "ab") as guard_output:

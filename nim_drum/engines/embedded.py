@@ -1,4 +1,4 @@
-"""The embedded engine: llama.cpp's llama-server with a GGUF model, started by nim_drum.launcher."""
+"""The embedded engine: llama.cpp's llama-server with a GGUF model, started by nim_drum.engines.launcher."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-from nim_drum.artifacts import MODEL_REPO
-from nim_drum.engine import EngineHandle
+from nim_drum.artifacts.routes import MODEL_REPO
+from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
-from nim_drum.launcher import EngineLaunch, free_port, shared_engine, stop_shared
-from nim_drum.settings import Settings
+from nim_drum.engines.launcher import EngineLaunch, free_port, shared_engine, stop_shared
+from nim_drum.serving.settings import Settings
 
 KIND = "embedded"
 START_TIMEOUT_SECONDS = 120

@@ -1,14 +1,14 @@
 """The README's runtime-parameter table, generated from model-metadata.yaml so the two cannot drift.
 
-    python -m nim_drum.docs            print the table
-    python -m nim_drum.docs --write    put it into README.md (tests/test_docs.py checks it is there)
+    python -m nim_drum.devtools.docs            print the table
+    python -m nim_drum.devtools.docs --write    put it into README.md (tests/test_docs.py checks it is there)
 """
 
 import re
 import sys
 from pathlib import Path
 
-from nim_drum.settings import METADATA_FILE, read_definitions
+from nim_drum.serving.settings import METADATA_FILE, read_definitions
 
 CODE_DIR = Path(__file__).resolve().parent.parent
 TABLE_BLOCK = re.compile(r"(<!-- parameters:start -->\n).*?(\n<!-- parameters:end -->)", re.S)

@@ -24,7 +24,7 @@ import requests
 import urllib3
 
 from nim_drum.errors import ArtifactError, ConfigError
-from nim_drum.settings import Credential
+from nim_drum.serving.settings import Credential
 
 log = logging.getLogger(__name__)
 

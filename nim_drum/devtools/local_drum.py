@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
-from nim_drum.launcher import free_port
-from nim_drum.scoring import DEFAULT_TARGET_NAME
+from nim_drum.engines.launcher import free_port
+from nim_drum.serving.scoring import DEFAULT_TARGET_NAME
 
 DRUM = Path(sys.executable).with_name("drum")
 TEXT_GENERATION = ["--target-type", "textgeneration"]

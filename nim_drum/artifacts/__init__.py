@@ -1,0 +1,1 @@
+"""load_model's artifacts: the routes (NGC, cache, model-repo, LoRA), fetching from their sources, unpacking."""

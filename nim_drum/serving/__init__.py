@@ -1,0 +1,1 @@
+"""What DRUM calls: runtime parameters, CSV input, batch scoring, chat, and the hooks behind custom.py."""
