@@ -8,8 +8,11 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import tarfile
+import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +20,7 @@ import pytest
 from filelock import FileLock
 
 from artifact_server import ArtifactServer, s3_server
-from conftest import VENV_BIN, runtime_env
+from conftest import REPO, VENV_BIN, runtime_env
 from nim_drum.artifacts import routes as artifacts
 from nim_drum.artifacts.routes import MARKER, prepare_artifacts
 from nim_drum.errors import ArtifactError
@@ -158,6 +161,67 @@ def test_workers_starting_together_fetch_once_and_say_they_wait(code_dir, served
     for thread in workers:
         thread.join(30)
     assert errors == [] and len(served.gets("store-v1.tgz")) == 1
+
+
+REPLICA = textwrap.dedent(
+    """
+    import logging, sys
+    sys.path.insert(0, {repo!r})
+    from nim_drum.artifacts import routes
+    from nim_drum.serving.settings import Settings
+    logging.basicConfig(level=logging.INFO)
+    routes.LOCK_LOG_SECONDS = 0.2
+    routes.prepare_artifacts(Settings.load({repo!r}), {repo!r})
+    """
+)
+
+
+def start_replica(tmp_path, name, uri, cache):
+    """A process like one replica of a scaled-out deployment: its own /tmp, the shared cache volume."""
+    own_tmp = tmp_path / f"tmp-{name}"
+    own_tmp.mkdir()
+    env = runtime_env({"model_artifact_uri": uri, "model_artifact_route": "cache"},
+                      TMPDIR=str(own_tmp), NIM_CACHE_PATH=str(cache))
+    output = tmp_path / f"{name}.log"
+    with open(output, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-c", REPLICA.format(repo=str(REPO))], env=env,
+                                   stdout=log, stderr=log)
+    return process, output
+
+
+def wait_for(condition, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_replicas_with_their_own_tmp_sharing_one_cache_volume_fetch_once(served, tmp_path):
+    served.hold = threading.Event()  # the first replica's download waits here, inside its lock
+    uri, cache = f"{served.url}/store-v1.tgz", tmp_path / "shared-cache"
+    first, first_log = start_replica(tmp_path, "first", uri, cache)
+    wait_for(lambda: served.gets("store-v1.tgz"))
+    second, second_log = start_replica(tmp_path, "second", uri, cache)
+    # The second replica either waits for the lock (and says so) or, unserialised, downloads too.
+    wait_for(lambda: "still waiting" in second_log.read_text() or len(served.gets("store-v1.tgz")) > 1)
+    served.hold.set()
+    assert first.wait(120) == 0 and second.wait(120) == 0, first_log.read_text() + second_log.read_text()
+    assert len(served.gets("store-v1.tgz")) == 1
+    assert "is already in" in second_log.read_text()
+    assert json.loads((cache / MARKER).read_text())["complete"]
+
+
+def test_a_lock_release_that_fails_is_tolerated(code_dir, served, caplog, monkeypatch):
+    class ReleaseFails(FileLock):
+        def release(self, force=False):
+            super().release(force)
+            raise OSError(116, "Stale file handle")  # ESTALE: what an NFS volume says after a remount
+
+    monkeypatch.setattr(artifacts, "FileLock", ReleaseFails)
+    caplog.set_level(logging.WARNING)
+    prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
+    assert json.loads((code_dir / "model-repo" / MARKER).read_text())["complete"]
+    assert "could not release" in caplog.text and "Stale file handle" in caplog.text
 
 
 @pytest.fixture

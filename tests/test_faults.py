@@ -16,7 +16,7 @@ from nim_drum.serving import hooks
 from nim_drum.serving.chat import chat
 from nim_drum.engines.embedded import start_embedded
 from nim_drum.engines.external import connect_external
-from nim_drum.errors import ClientError, RowsFailedError
+from nim_drum.errors import ClientError, RequestError, RowsFailedError
 from nim_drum.serving.scoring import score_frame
 from nim_drum.serving.settings import Settings
 
@@ -116,6 +116,20 @@ def test_engine_http_errors_in_chat_keep_their_status(engine):
     with pytest.raises(ClientError) as error:
         chat(request, hooks.client_for(engine, settings), engine.model)
     assert error.value.status_code == 400 and "engine rejected" in str(error.value)
+
+
+@pytest.mark.parametrize("status, what_to_check", [
+    ("401", "engine_api_key"), ("403", "engine_api_key"), ("404", "served_model_name"),
+])
+def test_engine_auth_and_model_errors_in_chat_are_a_502_that_names_the_configuration(proxy, status, what_to_check):
+    settings = settings_for(f"{proxy.url}/v1")
+    handle = connect_external(settings)
+    proxy.inject(status)
+    request = {"messages": [{"role": "user", "content": "Say hi."}]}
+    with pytest.raises(RequestError) as error:
+        chat(request, hooks.client_for(handle, settings), handle.model)
+    assert error.value.status_code == 502, str(error.value)
+    assert what_to_check in str(error.value) and f"HTTP {status}" in str(error.value)
 
 
 def llama_server_pid(port):
