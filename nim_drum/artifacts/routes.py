@@ -31,10 +31,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from nim_drum.artifacts.archives import archive_kind, unpack, unpacked_size
-from nim_drum.artifacts.download import (
-    DownloadOptions, fetch, is_remote, redact, remote_size, source_identity,
-)
+from nim_drum.artifacts.fetch import fetch, remote_size
+from nim_drum.artifacts.sources import DownloadOptions, is_remote, source_identity
 from nim_drum.errors import ArtifactError
+from nim_drum.redaction import redact
 from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
