@@ -22,7 +22,7 @@ from filelock import FileLock
 from artifact_server import ArtifactServer, s3_server
 from conftest import REPO, VENV_BIN, runtime_env
 from nim_drum.artifacts import routes as artifacts
-from nim_drum.artifacts.routes import MARKER, prepare_artifacts
+from nim_drum.artifacts.routes import LOCK_FILE, MARKER, prepare_artifacts
 from nim_drum.errors import ArtifactError
 from nim_drum.serving.settings import Settings
 
@@ -59,7 +59,7 @@ def test_model_repo_route_installs_once_and_a_restart_makes_zero_requests(code_d
     params = {"model_artifact_uri": f"{served.url}/store-v1.tgz"}
     prepare_artifacts(settings(code_dir, **params), code_dir)
     repo = code_dir / "model-repo"
-    assert sorted(p.name for p in repo.iterdir()) == [MARKER, "config.json", "weights"]
+    assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "config.json", "weights"]
     assert (repo / "weights" / "model.bin").stat().st_size == 300_000
     marker = json.loads((repo / MARKER).read_text())
     assert marker["complete"] and marker["sha256"] == sha256_of(served.root / "store-v1.tgz")
@@ -79,7 +79,7 @@ def test_a_changed_source_replaces_what_was_installed_and_keeps_other_files(code
     prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
 
     repo = code_dir / "model-repo"
-    assert sorted(p.name for p in repo.iterdir()) == [MARKER, "README-mine.txt", "config.json", "model-v2.bin"]
+    assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "README-mine.txt", "config.json", "model-v2.bin"]
     assert (repo / "config.json").read_text() == '{"v": 2}'
 
 
@@ -89,7 +89,7 @@ def test_a_checksum_mismatch_fails_clearly_and_leaves_nothing(code_dir, served):
             settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz", model_artifact_sha256="a" * 64),
             code_dir,
         )
-    assert list((code_dir / "model-repo").iterdir()) == []
+    assert [p.name for p in (code_dir / "model-repo").iterdir()] == [LOCK_FILE]
 
 
 def test_a_damaged_archive_leaves_no_marker_and_no_half_filled_folder(code_dir, served):
@@ -97,7 +97,7 @@ def test_a_damaged_archive_leaves_no_marker_and_no_half_filled_folder(code_dir, 
     (served.root / "cut.tgz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="damaged or truncated"):
         prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/cut.tgz"), code_dir)
-    assert list((code_dir / "model-repo").iterdir()) == []
+    assert [p.name for p in (code_dir / "model-repo").iterdir()] == [LOCK_FILE]
 
 
 def test_entries_of_an_interrupted_install_are_removed_before_installing_again(code_dir, served):
@@ -105,7 +105,7 @@ def test_entries_of_an_interrupted_install_are_removed_before_installing_again(c
     (repo / "half-moved").mkdir(parents=True)
     (repo / MARKER).write_text(json.dumps({"source": "x", "complete": False, "entries": ["half-moved"]}))
     prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
-    assert sorted(p.name for p in repo.iterdir()) == [MARKER, "config.json", "model-v2.bin"]
+    assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "config.json", "model-v2.bin"]
 
 
 def test_an_unwritable_destination_names_the_user_and_the_path(code_dir, served, monkeypatch):

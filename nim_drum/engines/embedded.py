@@ -69,14 +69,13 @@ def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
 
 
 def _llama_server_command(settings: Settings, gguf: Path, port: int) -> list[str]:
-    # llama-server caps a request's n (n_cmpl) at its slot count.
+    # A request's n needs n slots at once (docs/engines.md); more than MAX_SLOTS would need too large a KV cache.
     slots = min(max(settings.max_concurrency, settings.n), MAX_SLOTS)
     return [
         str(llama_server_binary()), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "--alias", settings.served_model_name, "--parallel", str(slots), "--cont-batching",
         "--ctx-size", str(slots * SLOT_CONTEXT_TOKENS), "--threads", str(os.cpu_count() or 2),
         # --poll 0: llama.cpp's threads otherwise spin while they wait for work, taking CPU from DRUM
-        # and the scorer on small machines (make bench, 2 cores, 16 prompts: batch scoring went from
-        # 174 to 200 tokens/s, streamed chat through DRUM at 8 in flight from 0.92 to 1.28 of direct).
+        # and the scorer on small machines (docs/engines.md, measured with make bench).
         "--metrics", "--slots", "--no-webui", "--poll", "0",
     ]

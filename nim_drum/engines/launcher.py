@@ -139,7 +139,7 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
     with open(log_file, "ab") as guard_output:
         process = subprocess.Popen(
             command, start_new_session=True, stdin=subprocess.DEVNULL, stdout=guard_output,
-            stderr=guard_output, cwd=Path(__file__).resolve().parents[2], env={**os.environ, **launch.env},
+            stderr=guard_output, cwd=PACKAGE_ROOT, env={**os.environ, **launch.env},
         )
     _wait_until_ready(process, base_url, log_file, launch)
     state = {"pid": process.pid, "base_url": base_url, "model": launch.model,
@@ -152,7 +152,8 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
 
 def _owning_process() -> int:
     # Under gunicorn (DRUM's default server) every worker is a child of one master: the engine
-    # lives as long as the master, so workers share it and a restarted worker finds it again.
+    # lives as long as the master, so workers share it and a restarted worker finds it again
+    # (docs/drum.md).
     if "DRUM_GUNICORN_DRUM_ARGS" in os.environ:
         return os.getppid()
     return os.getpid()

@@ -119,7 +119,7 @@ def vllm_command(settings: Settings, code_dir: Path, python: str, port: int, on_
         command += ["--max-model-len", str(settings.max_model_len)]
     if settings.gpu_memory_utilization and "--gpu-memory-utilization" not in args:
         command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
-    # On CPU, vLLM otherwise compiles the model with torch.compile first: minutes instead of ~30 s.
+    # On CPU, vLLM otherwise compiles the model with torch.compile first: minutes instead of ~30 s (docs/engines.md).
     if on_cpu and "--enforce-eager" not in args:
         command.append("--enforce-eager")
     return command
@@ -139,7 +139,7 @@ def _engine_env(settings: Settings, on_cpu: bool) -> dict[str, str]:
     env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     # On CPU, --gpu-memory-utilization is the share of the machine's memory to reserve (default
     # 0.92), and vLLM refuses to start when other processes hold more than the rest. Without it,
-    # a fixed KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, in GiB) starts beside anything.
+    # a fixed KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, in GiB) starts beside anything (docs/engines.md).
     if on_cpu and not settings.gpu_memory_utilization:
         env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
     if settings.huggingfacetoken:

@@ -54,7 +54,7 @@ class StreamError:
 
     def __init__(self, message: str):
         self.message = message
-        # DRUM reads .choices of every item, and refuses a stream whose first item is not a chunk.
+        # DRUM reads .choices of every item, and refuses a stream whose first item is not a chunk (docs/drum.md).
         self.choices = []
         self.object = "chat.completion.chunk"
 

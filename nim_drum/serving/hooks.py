@@ -93,5 +93,5 @@ def client_for(handle: EngineHandle, settings: Settings) -> openai.OpenAI:
 
 
 def under_gpu_predictor() -> bool:
-    # DRUM puts its options in sys.argv, gunicorn workers included (gunicorn.conf.py, post_worker_init).
+    # DRUM puts its options in sys.argv, gunicorn workers included (docs/drum.md).
     return any(arg.startswith("--gpu-predictor") for arg in sys.argv)

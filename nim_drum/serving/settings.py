@@ -2,7 +2,7 @@
 
 model-metadata.yaml is the single source of names, types, defaults and ranges. Values come from
 DRUM's `MLOPS_RUNTIME_PARAM_<name>` variables when set, otherwise from the metadata defaults: DRUM
-applies those defaults only when it was given a values file (DESIGN.md), so we apply them here too.
+applies those defaults only when it was given a values file (docs/drum.md), so we apply them here too.
 """
 
 from __future__ import annotations
