@@ -55,6 +55,16 @@ def runtime_env(params: dict | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def wait_until(condition, timeout: float = 120, interval: float = 0.1) -> bool:
+    """True once condition() is; False if it is still not after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def engine_state_dirs() -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob(f"nim-drum-{os.getuid()}-*"))
 

@@ -12,7 +12,6 @@ import sys
 import tarfile
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,7 @@ import pytest
 from filelock import FileLock
 
 from artifact_server import ArtifactServer, s3_server
-from conftest import REPO, VENV_BIN, runtime_env
+from conftest import REPO, VENV_BIN, runtime_env, wait_until
 from nim_drum.artifacts import routes as artifacts
 from nim_drum.artifacts.routes import LOCK_FILE, MARKER, prepare_artifacts
 from nim_drum.errors import ArtifactError
@@ -189,21 +188,14 @@ def start_replica(tmp_path, name, uri, cache):
     return process, output
 
 
-def wait_for(condition, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def test_replicas_with_their_own_tmp_sharing_one_cache_volume_fetch_once(served, tmp_path):
     served.hold = threading.Event()  # the first replica's download waits here, inside its lock
     uri, cache = f"{served.url}/store-v1.tgz", tmp_path / "shared-cache"
     first, first_log = start_replica(tmp_path, "first", uri, cache)
-    wait_for(lambda: served.gets("store-v1.tgz"))
+    assert wait_until(lambda: served.gets("store-v1.tgz"))
     second, second_log = start_replica(tmp_path, "second", uri, cache)
     # The second replica either waits for the lock (and says so) or, unserialised, downloads too.
-    wait_for(lambda: "still waiting" in second_log.read_text() or len(served.gets("store-v1.tgz")) > 1)
+    assert wait_until(lambda: "still waiting" in second_log.read_text() or len(served.gets("store-v1.tgz")) > 1)
     served.hold.set()
     assert first.wait(120) == 0 and second.wait(120) == 0, first_log.read_text() + second_log.read_text()
     assert len(served.gets("store-v1.tgz")) == 1

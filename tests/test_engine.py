@@ -6,13 +6,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 
 import openai
 import pytest
 import requests
 
-from conftest import REPO, free_port, runtime_env
+from conftest import REPO, free_port, runtime_env, wait_until
 from nim_drum.engines.embedded import start_embedded, stop_embedded
 from nim_drum.engines.external import connect_external
 from nim_drum.engines.launcher import state_dir_for
@@ -42,15 +41,6 @@ def answers(base_url):
         return requests.get(base_url.removesuffix("/v1") + "/health", timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_the_engine_serves_the_configured_model_name(engine):

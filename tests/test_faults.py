@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, busy_slots, engine_root, free_port, runtime_env
+from conftest import REPO, TARGET, busy_slots, engine_root, free_port, runtime_env, wait_until
 from faultproxy import FaultProxy
 from nim_drum.serving import hooks
 from nim_drum.serving.chat import chat
@@ -138,13 +137,6 @@ def llama_server_pid(port):
     return int(found.stdout.split()[0])
 
 
-def wait_until(condition, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_dir, caplog):
     port = free_port()
     # Rows survive a restart that fits in their retries' backoff (README, "Failure behaviour"): the
@@ -154,13 +146,14 @@ def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_di
     settings = Settings.load(code_dir, environ=runtime_env(params))
     handle = start_embedded(settings, code_dir)
     # The guard restarts only an engine it has seen healthy (not one failing to start).
-    wait_until(lambda: "engine is ready" in open(handle.log_file).read())
+    assert wait_until(lambda: "engine is ready" in open(handle.log_file).read())
     pid = llama_server_pid(port)
     frame = pd.DataFrame({"promptText": [f"Count from 1 to 20. ({i})" for i in range(8)]})
 
     def kill_engine_mid_batch():
-        wait_until(lambda: busy_slots(engine_root(handle)) >= 2)  # requests in flight, by llama-server's /slots
-        os.kill(pid, signal.SIGKILL)
+        # Requests in flight, as llama-server's /slots reports them.
+        if wait_until(lambda: busy_slots(engine_root(handle)) >= 2, interval=0.05):
+            os.kill(pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_engine_mid_batch)
     killer.start()

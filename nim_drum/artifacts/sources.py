@@ -92,6 +92,20 @@ def parse_sha256(text: str, uri: str) -> str:
     return token
 
 
+def wrong_credential(credential: Credential, display: str, expected: str) -> ConfigError:
+    return ConfigError(
+        f"model_artifact_credential has type '{credential.kind}', which does not apply to {display}; "
+        f"use {expected}."
+    )
+
+
+def resume_from(offset: int, validator: str | None, condition: str) -> dict[str, str]:
+    """A ranged request's fields: bytes from offset, only while the source still has this validator."""
+    if not offset:
+        return {}
+    return {"Range": f"bytes={offset}-", **({condition: validator} if validator else {})}
+
+
 def range_start(content_range: str | None) -> int:
     """The first byte of a `Content-Range: bytes START-END/TOTAL` answer (HTTP and S3 alike); 0 if none."""
     match = re.match(r"bytes (\d+)-", content_range or "")
@@ -117,10 +131,7 @@ class HttpRemote:
         elif credential and credential.get("apiToken"):
             self.session.headers["Authorization"] = f"Bearer {credential.get('apiToken')}"
         elif credential:
-            raise ConfigError(
-                f"model_artifact_credential has type '{credential.kind}', which does not apply to "
-                f"{self.display}; use an api_token or basic credential for http(s)."
-            )
+            raise wrong_credential(credential, self.display, "an api_token or basic credential for http(s)")
 
     def size(self) -> int | None:
         response = self._request("HEAD", self.uri)
@@ -138,11 +149,8 @@ class HttpRemote:
         return parse_sha256(response.text, self.uri)
 
     def open(self, offset: int, validator: str | None) -> Opened:
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            if validator:
-                headers["If-Range"] = validator
+        # If-Range: a source that changed sends the whole file (200) instead of the rest.
+        headers = {"Accept-Encoding": "identity", **resume_from(offset, validator, "If-Range")}
         response = self._request("GET", self.uri, headers=headers, stream=True)
         if response.status_code == 416 and offset:
             response.close()  # the partial file is longer than the source: start again
@@ -209,10 +217,7 @@ class S3Remote:
                     "aws_secret_access_key": credential.get("awsSecretAccessKey"),
                     "aws_session_token": credential.get("awsSessionToken")}
         elif credential:
-            raise ConfigError(
-                f"model_artifact_credential has type '{credential.kind}', which does not apply to "
-                f"{self.display}; use an s3 credential, or none for the instance role."
-            )
+            raise wrong_credential(credential, self.display, "an s3 credential, or none for the instance role")
         # botocore retries on its own too: keep it short, our loop resumes at the right byte.
         config = Config(retries={"max_attempts": 2, "mode": "standard"},
                         connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
@@ -232,11 +237,8 @@ class S3Remote:
         return parse_sha256(body.read().decode(errors="replace"), self.uri)
 
     def open(self, offset: int, validator: str | None) -> Opened:
-        kwargs = {"Bucket": self.bucket, "Key": self.key}
-        if offset:
-            kwargs["Range"] = f"bytes={offset}-"
-            if validator:
-                kwargs["IfMatch"] = validator
+        # IfMatch: S3 answers a changed object with 412, and the download starts again.
+        kwargs = {"Bucket": self.bucket, "Key": self.key, **resume_from(offset, validator, "IfMatch")}
         try:
             answer = self._call(self.client.get_object, **kwargs)
         except SourceChanged:
