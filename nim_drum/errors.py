@@ -1,6 +1,8 @@
-"""The errors this package raises. Each message says what was wrong and what to do next."""
+"""The errors this package raises. Each message says what was wrong and what to do next.
 
-from datarobot_drum.drum.exceptions import CustomHTTPError
+No DRUM import here: nim_drum.serving.hooks turns a RequestError into DRUM's CustomHTTPError at the
+hook boundary, so the rest of the package does not depend on DRUM.
+"""
 
 
 class DropinError(Exception):
@@ -15,11 +17,12 @@ class EngineError(DropinError):
     """The inference engine could not be started or reached."""
 
 
-class RequestError(DropinError, CustomHTTPError):
+class RequestError(DropinError):
     """A request that fails with this HTTP status: DRUM sends it with the message, not a 500."""
 
     def __init__(self, message: str, status_code: int):
-        CustomHTTPError.__init__(self, message, status_code)
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class ClientError(RequestError):
@@ -27,6 +30,13 @@ class ClientError(RequestError):
 
     def __init__(self, message: str, status_code: int = 400):
         super().__init__(message, status_code)
+
+
+class EngineRefusedError(RequestError):
+    """The engine refused a request because of this deployment's configuration, not the caller's (a 502)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, 502)
 
 
 class RowsFailedError(RequestError):

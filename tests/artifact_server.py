@@ -46,6 +46,7 @@ class ArtifactServer:
         self.drops: list[int] = []  # for the next GETs: bytes to send before dropping the connection
         self.failures: list[int] = []  # for the next GETs: a status to answer instead (503, ...)
         self.bytes_per_second: float | None = None
+        self.hold: threading.Event | None = None  # when set, GETs of files wait for it before sending
         self.token: str | None = None  # when set, a Bearer token every request must carry
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
@@ -116,6 +117,8 @@ def _handler(server: ArtifactServer):
             return int(match.group(1)) if match and (not if_range or if_range == etag) else 0
 
         def _send_file(self, file: Path, start: int, drop: int | None, record: dict):
+            if server.hold:
+                server.hold.wait(120)
             size = CHUNK // 16 if server.bytes_per_second else CHUNK
             with open(file, "rb") as source:
                 source.seek(start)

@@ -19,9 +19,13 @@ VENV_BIN = Path(sys.executable).parent
 TARGET = "completion"
 # Every DRUM process and settings object in the suite carries these credentials; at the end of the
 # session no log, output or error file may contain them (see `no_secret_leaks`).
+# Every credential parameter of model-metadata.yaml has one (test_settings checks that).
 CANARIES = {
     "NGC_API_KEY": "nvapi-canary-ngc-5f1e2d",
     "engine_api_key": "sk-canary-engine-9c4b7a",
+    "HuggingFaceToken": "hf_canary_hub_3d8e1f",
+    # An api_token credential: sent as a Bearer token to http(s) artifact stores, which ignore it here.
+    "model_artifact_credential": "canary-artifact-7a2c5b",
 }
 
 sys.path.insert(0, str(REPO))
@@ -49,6 +53,16 @@ def runtime_env(params: dict | None = None, **extra: str) -> dict[str, str]:
         env[f"MLOPS_RUNTIME_PARAM_{name}"] = json.dumps({"type": kind, "payload": value})
     env.update(TARGET_NAME=TARGET, PYTHONUNBUFFERED="1", **extra)
     return env
+
+
+def wait_until(condition, timeout: float = 120, interval: float = 0.1) -> bool:
+    """True once condition() is; False if it is still not after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
 
 
 def engine_state_dirs() -> list[Path]:

@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import tarfile
+import textwrap
 import threading
 from pathlib import Path
 
@@ -17,9 +19,9 @@ import pytest
 from filelock import FileLock
 
 from artifact_server import ArtifactServer, s3_server
-from conftest import VENV_BIN, runtime_env
+from conftest import REPO, VENV_BIN, runtime_env, wait_until
 from nim_drum.artifacts import routes as artifacts
-from nim_drum.artifacts.routes import MARKER, prepare_artifacts
+from nim_drum.artifacts.routes import LOCK_FILE, MARKER, prepare_artifacts
 from nim_drum.errors import ArtifactError
 from nim_drum.serving.settings import Settings
 
@@ -56,7 +58,7 @@ def test_model_repo_route_installs_once_and_a_restart_makes_zero_requests(code_d
     params = {"model_artifact_uri": f"{served.url}/store-v1.tgz"}
     prepare_artifacts(settings(code_dir, **params), code_dir)
     repo = code_dir / "model-repo"
-    assert sorted(p.name for p in repo.iterdir()) == [MARKER, "config.json", "weights"]
+    assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "config.json", "weights"]
     assert (repo / "weights" / "model.bin").stat().st_size == 300_000
     marker = json.loads((repo / MARKER).read_text())
     assert marker["complete"] and marker["sha256"] == sha256_of(served.root / "store-v1.tgz")
@@ -76,7 +78,7 @@ def test_a_changed_source_replaces_what_was_installed_and_keeps_other_files(code
     prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
 
     repo = code_dir / "model-repo"
-    assert sorted(p.name for p in repo.iterdir()) == [MARKER, "README-mine.txt", "config.json", "model-v2.bin"]
+    assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "README-mine.txt", "config.json", "model-v2.bin"]
     assert (repo / "config.json").read_text() == '{"v": 2}'
 
 
@@ -86,7 +88,7 @@ def test_a_checksum_mismatch_fails_clearly_and_leaves_nothing(code_dir, served):
             settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz", model_artifact_sha256="a" * 64),
             code_dir,
         )
-    assert list((code_dir / "model-repo").iterdir()) == []
+    assert [p.name for p in (code_dir / "model-repo").iterdir()] == [LOCK_FILE]
 
 
 def test_a_damaged_archive_leaves_no_marker_and_no_half_filled_folder(code_dir, served):
@@ -94,7 +96,7 @@ def test_a_damaged_archive_leaves_no_marker_and_no_half_filled_folder(code_dir, 
     (served.root / "cut.tgz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="damaged or truncated"):
         prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/cut.tgz"), code_dir)
-    assert list((code_dir / "model-repo").iterdir()) == []
+    assert [p.name for p in (code_dir / "model-repo").iterdir()] == [LOCK_FILE]
 
 
 def test_entries_of_an_interrupted_install_are_removed_before_installing_again(code_dir, served):
@@ -102,7 +104,7 @@ def test_entries_of_an_interrupted_install_are_removed_before_installing_again(c
     (repo / "half-moved").mkdir(parents=True)
     (repo / MARKER).write_text(json.dumps({"source": "x", "complete": False, "entries": ["half-moved"]}))
     prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
-    assert sorted(p.name for p in repo.iterdir()) == [MARKER, "config.json", "model-v2.bin"]
+    assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "config.json", "model-v2.bin"]
 
 
 def test_an_unwritable_destination_names_the_user_and_the_path(code_dir, served, monkeypatch):
@@ -158,6 +160,60 @@ def test_workers_starting_together_fetch_once_and_say_they_wait(code_dir, served
     for thread in workers:
         thread.join(30)
     assert errors == [] and len(served.gets("store-v1.tgz")) == 1
+
+
+REPLICA = textwrap.dedent(
+    """
+    import logging, sys
+    sys.path.insert(0, {repo!r})
+    from nim_drum.artifacts import routes
+    from nim_drum.serving.settings import Settings
+    logging.basicConfig(level=logging.INFO)
+    routes.LOCK_LOG_SECONDS = 0.2
+    routes.prepare_artifacts(Settings.load({repo!r}), {repo!r})
+    """
+)
+
+
+def start_replica(tmp_path, name, uri, cache):
+    """A process like one replica of a scaled-out deployment: its own /tmp, the shared cache volume."""
+    own_tmp = tmp_path / f"tmp-{name}"
+    own_tmp.mkdir()
+    env = runtime_env({"model_artifact_uri": uri, "model_artifact_route": "cache"},
+                      TMPDIR=str(own_tmp), NIM_CACHE_PATH=str(cache))
+    output = tmp_path / f"{name}.log"
+    with open(output, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-c", REPLICA.format(repo=str(REPO))], env=env,
+                                   stdout=log, stderr=log)
+    return process, output
+
+
+def test_replicas_with_their_own_tmp_sharing_one_cache_volume_fetch_once(served, tmp_path):
+    served.hold = threading.Event()  # the first replica's download waits here, inside its lock
+    uri, cache = f"{served.url}/store-v1.tgz", tmp_path / "shared-cache"
+    first, first_log = start_replica(tmp_path, "first", uri, cache)
+    assert wait_until(lambda: served.gets("store-v1.tgz"))
+    second, second_log = start_replica(tmp_path, "second", uri, cache)
+    # The second replica either waits for the lock (and says so) or, unserialised, downloads too.
+    assert wait_until(lambda: "still waiting" in second_log.read_text() or len(served.gets("store-v1.tgz")) > 1)
+    served.hold.set()
+    assert first.wait(120) == 0 and second.wait(120) == 0, first_log.read_text() + second_log.read_text()
+    assert len(served.gets("store-v1.tgz")) == 1
+    assert "is already in" in second_log.read_text()
+    assert json.loads((cache / MARKER).read_text())["complete"]
+
+
+def test_a_lock_release_that_fails_is_tolerated(code_dir, served, caplog, monkeypatch):
+    class ReleaseFails(FileLock):
+        def release(self, force=False):
+            super().release(force)
+            raise OSError(116, "Stale file handle")  # ESTALE: what an NFS volume says after a remount
+
+    monkeypatch.setattr(artifacts, "FileLock", ReleaseFails)
+    caplog.set_level(logging.WARNING)
+    prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
+    assert json.loads((code_dir / "model-repo" / MARKER).read_text())["complete"]
+    assert "could not release" in caplog.text and "Stale file handle" in caplog.text
 
 
 @pytest.fixture

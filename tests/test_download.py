@@ -12,7 +12,9 @@ import pytest
 
 from artifact_server import ArtifactServer, s3_server
 from conftest import REPO
-from nim_drum.artifacts.download import DownloadOptions, fetch, redact
+from nim_drum.artifacts.fetch import fetch
+from nim_drum.artifacts.sources import DownloadOptions
+from nim_drum.redaction import redact
 from nim_drum.errors import ArtifactError
 from nim_drum.serving.settings import Credential
 
@@ -51,7 +53,7 @@ def test_a_killed_download_resumes_after_restart(served, tmp_path):
     """A container restart: the process dies part way; the next one asks only for the rest."""
     served.bytes_per_second = 400_000
     folder = tmp_path / "dl"
-    code = f"from nim_drum.artifacts.download import *; fetch({served.url + '/model.bin'!r}, Path({str(folder)!r}), DownloadOptions())"
+    code = f"from nim_drum.artifacts.fetch import *; fetch({served.url + '/model.bin'!r}, Path({str(folder)!r}), DownloadOptions())"
     process = subprocess.Popen([sys.executable, "-c", "from pathlib import Path\n" + code], cwd=REPO)
     try:
         deadline = time.monotonic() + 20

@@ -5,18 +5,17 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, engine_root, free_port, runtime_env
+from conftest import REPO, TARGET, busy_slots, engine_root, free_port, runtime_env, wait_until
 from faultproxy import FaultProxy
 from nim_drum.serving import hooks
 from nim_drum.serving.chat import chat
 from nim_drum.engines.embedded import start_embedded
 from nim_drum.engines.external import connect_external
-from nim_drum.errors import ClientError, RowsFailedError
+from nim_drum.errors import ClientError, RequestError, RowsFailedError
 from nim_drum.serving.scoring import score_frame
 from nim_drum.serving.settings import Settings
 
@@ -118,6 +117,20 @@ def test_engine_http_errors_in_chat_keep_their_status(engine):
     assert error.value.status_code == 400 and "engine rejected" in str(error.value)
 
 
+@pytest.mark.parametrize("status, what_to_check", [
+    ("401", "engine_api_key"), ("403", "engine_api_key"), ("404", "served_model_name"),
+])
+def test_engine_auth_and_model_errors_in_chat_are_a_502_that_names_the_configuration(proxy, status, what_to_check):
+    settings = settings_for(f"{proxy.url}/v1")
+    handle = connect_external(settings)
+    proxy.inject(status)
+    request = {"messages": [{"role": "user", "content": "Say hi."}]}
+    with pytest.raises(RequestError) as error:
+        chat(request, hooks.client_for(handle, settings), handle.model)
+    assert error.value.status_code == 502, str(error.value)
+    assert what_to_check in str(error.value) and f"HTTP {status}" in str(error.value)
+
+
 def llama_server_pid(port):
     # The guard's command line holds llama-server's too: match the one that starts with the binary.
     found = subprocess.run(["pgrep", "-f", f"^[^ ]*/llama-server .*--port {port} "], capture_output=True, text=True)
@@ -126,21 +139,27 @@ def llama_server_pid(port):
 
 def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_dir, caplog):
     port = free_port()
-    # max_retries 5: up to 15 s of backoff covers the guard's restart even on a busy machine.
+    # Rows survive a restart that fits in their retries' backoff (README, "Failure behaviour"): the
+    # default max_retries (3, about 3 s) is too short for a restart on a busy 2-core machine, where
+    # llama-server answers 503 "Loading model" for seconds; 5 gives it about 15 s.
     params = {"engine_port": port, "max_tokens": 48, "max_concurrency": 4, "max_retries": 5}
     settings = Settings.load(code_dir, environ=runtime_env(params))
     handle = start_embedded(settings, code_dir)
-    time.sleep(1)  # the guard restarts engines it has seen healthy (not failed starts); it polls 4 times a second
+    # The guard restarts only an engine it has seen healthy (not one failing to start).
+    assert wait_until(lambda: "engine is ready" in open(handle.log_file).read())
     pid = llama_server_pid(port)
     frame = pd.DataFrame({"promptText": [f"Count from 1 to 20. ({i})" for i in range(8)]})
 
-    def kill_engine_soon():
-        time.sleep(1.0)
-        os.kill(pid, signal.SIGKILL)
+    def kill_engine_mid_batch():
+        # Requests in flight, as llama-server's /slots reports them.
+        if wait_until(lambda: busy_slots(engine_root(handle)) >= 2, interval=0.05):
+            os.kill(pid, signal.SIGKILL)
 
-    threading.Thread(target=kill_engine_soon).start()
+    killer = threading.Thread(target=kill_engine_mid_batch)
+    killer.start()
     with caplog.at_level(logging.INFO, logger="nim_drum"):
         result = score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
+    killer.join()
     assert len(result) == 8 and (result["error"] == "").all(), result["error"].tolist()
     assert "retried=0" not in caplog.text
     log = open(handle.log_file).read()

@@ -98,3 +98,16 @@ def test_every_parameter_has_a_type_and_a_description():
         assert definition.get("description"), definition["fieldName"]
         if definition["type"] == "numeric":
             assert "minValue" in definition and "maxValue" in definition, definition["fieldName"]
+
+
+def test_the_suites_canaries_cover_every_credential_parameter():
+    from conftest import CANARIES
+
+    definitions = yaml.safe_load((REPO / "model-metadata.yaml").read_text())["runtimeParameterDefinitions"]
+    assert {d["fieldName"] for d in definitions if d["type"] == "credential"} == set(CANARIES)
+
+
+def test_a_rejected_base_url_is_quoted_without_its_user_info():
+    with pytest.raises(ConfigError) as error:
+        load(engine="external", base_url="ftp://alice:canary-url-password@nim:8000/v1")
+    assert "ftp://nim:8000/v1" in str(error.value) and "canary-url-password" not in str(error.value)

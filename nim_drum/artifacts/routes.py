@@ -1,6 +1,6 @@
 """load_model's job before an engine starts: put the model (and LoRA) artifacts in place, once.
 
-Routes (issue 3; DESIGN.md, "NIM facts"):
+Routes (docs/nim.md, "Where NIM finds a model"):
 - NGC: no model_artifact_uri. Nothing is fetched; NIM downloads the model with NGC_API_KEY.
 - cache: a NIM cache made by `download-to-cache`, placed in $NIM_CACHE_PATH.
 - model-repo: a model store made by `create-model-store`, placed in <code_dir>/model-repo, where
@@ -31,10 +31,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from nim_drum.artifacts.archives import archive_kind, unpack, unpacked_size
-from nim_drum.artifacts.download import (
-    DownloadOptions, fetch, is_remote, redact, remote_size, source_identity,
-)
+from nim_drum.artifacts.fetch import fetch, remote_size
+from nim_drum.artifacts.sources import DownloadOptions, is_remote, source_identity
 from nim_drum.errors import ArtifactError
+from nim_drum.redaction import redact
 from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ MODEL_REPO = "model-repo"  # DRUM's NimPredictor.DEFAULT_MODEL_DIR
 LORA_DIR = "loras"
 DEFAULT_NIM_CACHE_PATH = "/opt/nim/.cache"  # NIM's default when NIM_CACHE_PATH is not set
 MARKER = ".nim-drum-artifact.json"
+LOCK_FILE = ".nim-drum-artifact.lock"
 WORK_DIR = ".nim-drum-work"
 LOCK_LOG_SECONDS = 30.0
 GB = 1000**3
@@ -89,7 +90,7 @@ def lora_artifact(settings: Settings, code_dir: Path) -> Artifact | None:
     if not uri:
         return None
     if not os.environ.get("NIM_PEFT_SOURCE"):
-        # DRUM's NIM predictor launches NIM with a copy of os.environ taken after load_model.
+        # DRUM's NIM predictor launches NIM with a copy of os.environ taken after load_model (docs/drum.md).
         os.environ["NIM_PEFT_SOURCE"] = str(code_dir / LORA_DIR)
     destination = Path(os.environ["NIM_PEFT_SOURCE"])
     log.info("Artifacts: LoRA adapters: %s into NIM_PEFT_SOURCE %s", redact(uri), destination)
@@ -267,7 +268,8 @@ def _user() -> str:
 
 @contextmanager
 def worker_lock(destination: Path):
-    """One DRUM worker installs; the others wait, saying so, and then find the marker."""
+    """One installer at a time per destination, across DRUM workers and across replicas that share the
+    volume; the others wait, saying so, and then find the marker."""
     lock = FileLock(lock_path(destination))
     waited = 0.0
     while True:
@@ -280,10 +282,20 @@ def worker_lock(destination: Path):
     try:
         yield
     finally:
+        _release(lock, destination)
+
+
+def _release(lock: FileLock, destination: Path) -> None:
+    # The install is done (or failed) either way: a lock that cannot be released cleanly (a network
+    # volume remounted, a stale handle) must not turn it into a failure. Closing the file drops the lock.
+    try:
         lock.release()
+    except OSError as err:
+        log.warning("Artifacts: could not release the lock on %s (%s); the install is unaffected.", destination, err)
 
 
 def lock_path(destination: Path) -> Path:
-    # Outside the destination, so the lock file never becomes part of a model directory.
-    key = hashlib.sha256(str(destination.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"nim-drum-artifacts-{os.getuid()}-{key}.lock"
+    # In the destination itself, on the volume: replicas that share NIM_CACHE_PATH (each with its own
+    # /tmp) take turns. Not in WORK_DIR, which is removed after an install, and never in the marker's
+    # entries, so an install never removes it.
+    return destination / LOCK_FILE

@@ -6,7 +6,6 @@ Used by `make score`, the benchmark and the tests; not by the deployed model.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import requests
 
 from nim_drum.engines.launcher import free_port
+from nim_drum.processes import stop_process
 from nim_drum.serving.scoring import DEFAULT_TARGET_NAME
 
 DRUM = Path(sys.executable).with_name("drum")
@@ -76,9 +76,5 @@ class DrumServer:
 
     def stop(self, timeout: float = 30) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_process(self.process.pid, timeout)
+            self.process.wait()

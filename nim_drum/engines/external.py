@@ -8,6 +8,7 @@ import requests
 
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
+from nim_drum.redaction import redact
 from nim_drum.serving.settings import DEFAULT_MODEL_NAME, Settings
 
 log = logging.getLogger(__name__)
@@ -17,23 +18,24 @@ PROBE_TIMEOUT_SECONDS = 10
 def connect_external(settings: Settings) -> EngineHandle:
     """Point at an OpenAI-compatible server we do not run, after checking that it answers."""
     base_url = settings.base_url.rstrip("/")
-    log.info("Engine: external OpenAI-compatible server at %s", base_url)
+    shown = redact(base_url)  # a base_url may carry user:password@ or a signed query
+    log.info("Engine: external OpenAI-compatible server at %s", shown)
     headers = {"Authorization": f"Bearer {settings.engine_api_key}"} if settings.engine_api_key else {}
     try:
         response = requests.get(f"{base_url}/models", headers=headers, timeout=PROBE_TIMEOUT_SECONDS)
     except requests.RequestException as err:
         raise EngineError(
-            f"base_url {base_url} cannot be reached ({type(err).__name__}); check the URL and that "
+            f"base_url {shown} cannot be reached ({type(err).__name__}); check the URL and that "
             "the server is running and reachable from this container."
         ) from None
     if response.status_code in (401, 403):
         raise EngineError(
-            f"base_url {base_url} refused the API key (HTTP {response.status_code}); set the "
+            f"base_url {shown} refused the API key (HTTP {response.status_code}); set the "
             "engine_api_key credential to a valid key."
         )
     if response.status_code != 200:
         raise EngineError(
-            f"base_url {base_url}/models answered HTTP {response.status_code}; expected an "
+            f"base_url {shown}/models answered HTTP {response.status_code}; expected an "
             "OpenAI-compatible server (a NIM, vLLM or llama-server), with '/v1' at the end of the URL."
         )
     return EngineHandle("external", base_url, _model_name(settings, response), settings.engine_api_key)

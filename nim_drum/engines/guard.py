@@ -11,15 +11,17 @@
 - DRUM can die without running atexit handlers (SIGKILL, a crashed gunicorn worker), and an engine
   would outlive it. The guard polls the owner and stops the engine (SIGTERM, then SIGKILL).
 - SIGTERM or SIGINT to the guard stops the engine the same way.
+- A health probe that fails in any way (a refused connection, a malformed answer that raises
+  http.client.HTTPException, anything else) counts as "not healthy": it never ends the guard.
 """
 
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
+
+from nim_drum.processes import process_alive, stop_process
 
 POLL_SECONDS = 0.25
 STOP_GRACE_SECONDS = 8
@@ -28,36 +30,18 @@ FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30
 
 
-def process_alive(pid: int) -> bool:
-    """True while pid runs; reaps it first if it is an exited child of ours."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def answers(health_url: str) -> bool:
     try:
         with urllib.request.urlopen(health_url, timeout=1) as response:
             return response.status == 200
-    except (OSError, urllib.error.URLError):
+    except Exception:  # noqa: BLE001 - any failed probe means "not healthy", never the guard's end
         return False
 
 
 def stop(process: subprocess.Popen) -> int:
-    process.terminate()
-    try:
-        return process.wait(STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+    # The engine shares the guard's process group: signal the engine alone.
+    stop_process(process.pid, STOP_GRACE_SECONDS, group=False)
+    return process.wait()
 
 
 def say(log, message: str) -> None:
@@ -75,7 +59,9 @@ def supervise(owner_pid: int, command: list[str], log, health_url: str) -> int:
         while process.poll() is None:
             if stopping or not process_alive(owner_pid):
                 return stop(process)
-            ready = ready or answers(health_url)
+            if not ready and answers(health_url):
+                ready = True
+                say(log, "engine is ready")
             time.sleep(POLL_SECONDS)
         if not ready:
             return process.returncode

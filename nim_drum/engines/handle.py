@@ -14,7 +14,7 @@ class EngineHandle:
     """An OpenAI-compatible endpoint; `load_model` returns one, and `score` and `chat` use it."""
 
     kind: str
-    base_url: str
+    base_url: str = field(repr=False)  # an external one may carry user:password@
     model: str
     api_key: str | None = field(default=None, repr=False)
     log_file: str | None = None

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,12 +29,14 @@ from filelock import FileLock
 
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
-from nim_drum.engines.guard import process_alive
+from nim_drum.processes import process_alive, stop_process
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 10
 LOG_TAIL_LINES = 25
+STATE_KEYS = ("pid", "base_url", "model", "log_file")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds nim_drum/, for `python -m`
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,15 @@ def shared_engine(
 def stop_shared(code_dir: str | os.PathLike, kind: str) -> None:
     """Stop the code directory's engine of this kind, if one runs (SIGTERM, then SIGKILL)."""
     state_file = state_dir_for(code_dir) / f"{kind}.json"
-    if state_file.exists():
-        stop_group(json.loads(state_file.read_text())["pid"])
-        state_file.unlink(missing_ok=True)
+    state = read_state(state_file)
+    if state:
+        stop_process(state["pid"], STOP_TIMEOUT_SECONDS)
+    state_file.unlink(missing_ok=True)
+
+
+def in_dev_checkout() -> bool:
+    """True in a clone of this repository (make works); False in the image, where there is no Makefile."""
+    return (PACKAGE_ROOT / "Makefile").is_file()
 
 
 def free_port() -> int:
@@ -81,21 +88,43 @@ def free_port() -> int:
 
 
 def state_dir_for(code_dir: str | os.PathLike) -> Path:
+    # An engine is private to its container, so its state lives in the container's /tmp; artifact
+    # locks, which replicas share, live beside the artifacts (nim_drum.artifacts.routes).
     key = hashlib.sha256(str(Path(code_dir).resolve()).encode()).hexdigest()[:12]
     path = Path(tempfile.gettempdir()) / f"nim-drum-{os.getuid()}-{key}"
     path.mkdir(mode=0o700, exist_ok=True)
     return path
 
 
+def read_state(state_file: Path) -> dict | None:
+    """The state a running engine's starter wrote; None when there is none or it cannot be used."""
+    try:
+        state = json.loads(state_file.read_text())
+        if all(key in state for key in STATE_KEYS):
+            return state
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        pass
+    log.warning("Engine: %s is not a valid engine state file; treating it as no engine yet.", state_file)
+    return None
+
+
+def write_state(state_file: Path, state: dict) -> None:
+    # A worker that reads while another writes sees the old file or the new one, never half of one.
+    temporary = state_file.with_name(f".{state_file.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(state))
+    os.replace(temporary, state_file)
+
+
 def _running_engine(state_dir: Path, kind: str) -> EngineHandle | None:
     state_file = state_dir / f"{kind}.json"
-    if not state_file.exists():
-        return None
-    state = json.loads(state_file.read_text())
-    handle = EngineHandle(kind, state["base_url"], state["model"], log_file=state["log_file"])
-    if process_alive(state["pid"]) and healthy(handle.base_url):
-        return handle
-    state_file.unlink()
+    state = read_state(state_file)
+    if state:
+        handle = EngineHandle(kind, state["base_url"], state["model"], log_file=state["log_file"])
+        if process_alive(state["pid"]) and healthy(handle.base_url):
+            return handle
+    state_file.unlink(missing_ok=True)
     return None
 
 
@@ -110,12 +139,12 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
     with open(log_file, "ab") as guard_output:
         process = subprocess.Popen(
             command, start_new_session=True, stdin=subprocess.DEVNULL, stdout=guard_output,
-            stderr=guard_output, cwd=Path(__file__).resolve().parents[2], env={**os.environ, **launch.env},
+            stderr=guard_output, cwd=PACKAGE_ROOT, env={**os.environ, **launch.env},
         )
     _wait_until_ready(process, base_url, log_file, launch)
     state = {"pid": process.pid, "base_url": base_url, "model": launch.model,
              "log_file": str(log_file), "owner": owner}
-    (state_dir / f"{launch.kind}.json").write_text(json.dumps(state))
+    write_state(state_dir / f"{launch.kind}.json", state)
     if owner == os.getpid():
         atexit.register(stop_shared, code_dir, launch.kind)
     return EngineHandle(launch.kind, base_url, launch.model, log_file=str(log_file))
@@ -123,7 +152,8 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
 
 def _owning_process() -> int:
     # Under gunicorn (DRUM's default server) every worker is a child of one master: the engine
-    # lives as long as the master, so workers share it and a restarted worker finds it again.
+    # lives as long as the master, so workers share it and a restarted worker finds it again
+    # (docs/drum.md).
     if "DRUM_GUNICORN_DRUM_ARGS" in os.environ:
         return os.getppid()
     return os.getpid()
@@ -140,7 +170,7 @@ def _wait_until_ready(process: subprocess.Popen, base_url: str, log_file: Path, 
         if healthy(base_url):
             return
         time.sleep(0.2)
-    stop_group(process.pid)
+    stop_process(process.pid, STOP_TIMEOUT_SECONDS)
     raise EngineError(
         f"{launch.program} was not ready after {launch.start_timeout:.0f} s. "
         f"Last lines of {log_file}:\n{_tail(log_file)}"
@@ -157,22 +187,6 @@ def healthy(base_url: str) -> bool:
         return requests.get(_health_url(base_url), timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def stop_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _tail(path: Path) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from nim_drum.artifacts.routes import MODEL_REPO
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import ConfigError, EngineError
-from nim_drum.engines.launcher import EngineLaunch, free_port, shared_engine, stop_shared
+from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
 from nim_drum.serving.settings import Settings
 
 KIND = "vllm"
@@ -62,16 +62,17 @@ def vllm_distribution(python: str) -> str:
     try:
         found = subprocess.run([python, "-c", WHICH_VLLM], capture_output=True, text=True, timeout=120)
     except OSError as err:
-        raise EngineError(
-            f"vllm_python {python!r} cannot be run ({err.strerror}); set the vllm_python runtime "
-            "parameter to a Python interpreter that has vLLM, or run `make test-vllm` to make .venv-vllm."
-        ) from None
+        raise EngineError(f"vllm_python {python!r} cannot be run ({err.strerror}); {_vllm_hint()}") from None
     if found.returncode or not found.stdout.strip():
-        raise EngineError(
-            f"{python} has no vLLM installed; run `make test-vllm` (it makes .venv-vllm from "
-            "requirements-vllm.txt), or set vllm_python to an interpreter that has vLLM."
-        )
+        raise EngineError(f"{python} has no vLLM installed; {_vllm_hint()}")
     return found.stdout.split()[0]
+
+
+def _vllm_hint() -> str:
+    hint = "set the vllm_python runtime parameter to a Python interpreter that has vLLM"
+    if in_dev_checkout():
+        hint += ", or run `make test-vllm`, which makes .venv-vllm from requirements-vllm.txt"
+    return hint + "."
 
 
 def engine_config_args(code_dir: Path) -> list[str]:
@@ -118,7 +119,7 @@ def vllm_command(settings: Settings, code_dir: Path, python: str, port: int, on_
         command += ["--max-model-len", str(settings.max_model_len)]
     if settings.gpu_memory_utilization and "--gpu-memory-utilization" not in args:
         command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
-    # On CPU, vLLM otherwise compiles the model with torch.compile first: minutes instead of ~30 s.
+    # On CPU, vLLM otherwise compiles the model with torch.compile first: minutes instead of ~30 s (docs/engines.md).
     if on_cpu and "--enforce-eager" not in args:
         command.append("--enforce-eager")
     return command
@@ -138,7 +139,7 @@ def _engine_env(settings: Settings, on_cpu: bool) -> dict[str, str]:
     env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     # On CPU, --gpu-memory-utilization is the share of the machine's memory to reserve (default
     # 0.92), and vLLM refuses to start when other processes hold more than the rest. Without it,
-    # a fixed KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, in GiB) starts beside anything.
+    # a fixed KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, in GiB) starts beside anything (docs/engines.md).
     if on_cpu and not settings.gpu_memory_utilization:
         env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
     if settings.huggingfacetoken:

@@ -1,4 +1,4 @@
-"""What custom.py's DRUM hooks do, whichever way DRUM runs them (DESIGN.md, "three ways to run").
+"""What custom.py's DRUM hooks do, whichever way DRUM runs them (docs/drum.md, "How DRUM runs the hooks").
 
 - DRUM's Python predictor (local, CI): load_model returns an EngineHandle, which DRUM passes back
   to score and chat as `model`.
@@ -14,17 +14,32 @@ import sys
 
 import openai
 import pandas as pd
+from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from nim_drum.artifacts.routes import prepare_artifacts
 from nim_drum.serving.chat import chat as send_chat
 from nim_drum.serving.csv_input import read_csv
 from nim_drum.engines.factory import open_engine
 from nim_drum.engines.handle import EngineHandle
-from nim_drum.errors import ConfigError
+from nim_drum.errors import ConfigError, RequestError
 from nim_drum.serving.scoring import score_frame
 from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def drum_http_errors(hook):
+    """Our RequestErrors as DRUM's CustomHTTPError: DRUM answers those with their status and message,
+    anything else with a 500 (docs/drum.md, "Errors a hook raises")."""
+
+    @functools.wraps(hook)
+    def mapped(*args, **kwargs):
+        try:
+            return hook(*args, **kwargs)
+        except RequestError as err:
+            raise CustomHTTPError(str(err), err.status_code) from err
+
+    return mapped
 
 
 @functools.cache
@@ -41,10 +56,12 @@ def load_model(code_dir: str) -> EngineHandle | str:
     return open_engine(settings, code_dir)
 
 
+@drum_http_errors
 def read_input_data(data: bytes) -> pd.DataFrame:
     return read_csv(data)
 
 
+@drum_http_errors
 def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs) -> pd.DataFrame:
     settings = settings_for(str(code_dir))
     if isinstance(model, EngineHandle):
@@ -59,10 +76,12 @@ def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs
     return score_frame(data, client, model, settings)
 
 
+@drum_http_errors
 def chat(params: dict, model: EngineHandle, code_dir: str):
     return send_chat(params, client_for(model, settings_for(str(code_dir))), model.model)
 
 
+@drum_http_errors
 def supported_models(model: EngineHandle, code_dir: str) -> list:
     return list(client_for(model, settings_for(str(code_dir))).models.list())
 
@@ -74,5 +93,5 @@ def client_for(handle: EngineHandle, settings: Settings) -> openai.OpenAI:
 
 
 def under_gpu_predictor() -> bool:
-    # DRUM puts its options in sys.argv, gunicorn workers included (gunicorn.conf.py, post_worker_init).
+    # DRUM puts its options in sys.argv, gunicorn workers included (docs/drum.md).
     return any(arg.startswith("--gpu-predictor") for arg in sys.argv)

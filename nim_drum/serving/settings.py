@@ -2,7 +2,7 @@
 
 model-metadata.yaml is the single source of names, types, defaults and ranges. Values come from
 DRUM's `MLOPS_RUNTIME_PARAM_<name>` variables when set, otherwise from the metadata defaults: DRUM
-applies those defaults only when it was given a values file (DESIGN.md), so we apply them here too.
+applies those defaults only when it was given a values file (docs/drum.md), so we apply them here too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from nim_drum.errors import ConfigError
+from nim_drum.redaction import redact
 
 METADATA_FILE = "model-metadata.yaml"
 ENV_PREFIX = "MLOPS_RUNTIME_PARAM_"
@@ -71,7 +72,7 @@ class Settings:
     system_prompt: str | None = None
     stop: tuple[str, ...] | None = None
     seed: int | None = None
-    base_url: str | None = None
+    base_url: str | None = field(default=None, repr=False)  # may carry user:password@
     nim_model_profile: str | None = None
     nim_max_model_len: int | None = None
     engine_api_key: str | None = _secret()
@@ -225,7 +226,7 @@ def _checked(settings: Settings) -> Settings:
     _require_choice("NIM_LOG_LEVEL", settings.nim_log_level.upper(), NIM_LOG_LEVELS)
     if settings.engine == "external" and not (settings.base_url or "").startswith(("http://", "https://")):
         raise ConfigError(
-            f"Runtime parameter 'base_url' is {settings.base_url!r}; engine=external needs an "
+            f"Runtime parameter 'base_url' is {redact(settings.base_url or '')!r}; engine=external needs an "
             "http(s) URL of an OpenAI-compatible server, for example http://nim:8000/v1."
         )
     return dataclasses.replace(settings, stop=_stop_sequences(settings.stop))

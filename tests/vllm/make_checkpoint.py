@@ -2,7 +2,7 @@
 
     .venv-vllm/bin/python tests/vllm/make_checkpoint.py GGUF OUTPUT_DIR
 
-vLLM no longer reads GGUF (DESIGN.md). transformers dequantises the GGUF's weights and rebuilds
+vLLM no longer reads GGUF (docs/engines.md). transformers dequantises the GGUF's weights and rebuilds
 its tokenizer and chat template; the checkpoint is written to a temporary folder first, then
 renamed, so an interrupted run leaves no half checkpoint behind.
 """
