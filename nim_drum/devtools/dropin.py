@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nim_drum.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUT = REPO / "output" / "dropin"
 CONTEXT_TARBALL = "nim-drum-context.tar.gz"
 IMAGE_TARBALL = "nim-drum-image.tar.gz"

@@ -110,7 +110,7 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
     with open(log_file, "ab") as guard_output:
         process = subprocess.Popen(
             command, start_new_session=True, stdin=subprocess.DEVNULL, stdout=guard_output,
-            stderr=guard_output, cwd=Path(__file__).parent.parent, env={**os.environ, **launch.env},
+            stderr=guard_output, cwd=Path(__file__).resolve().parents[2], env={**os.environ, **launch.env},
         )
     _wait_until_ready(process, base_url, log_file, launch)
     state = {"pid": process.pid, "base_url": base_url, "model": launch.model,

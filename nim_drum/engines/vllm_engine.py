@@ -27,7 +27,7 @@ START_TIMEOUT_SECONDS = 900
 ENGINE_CONFIG_FILE = "engine_config.json"  # VllmPredictor.ENGINE_CONFIG_FILE
 DRUM_MODEL_DIR = "vllm"  # VllmPredictor.DEFAULT_MODEL_DIR
 CPU_KV_CACHE_GIB = 2
-VENV_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"
+VENV_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
 # Run by the vLLM interpreter: prints which vLLM distribution it has, without importing it (slow).
 WHICH_VLLM = """
 import importlib.metadata as metadata
