@@ -3,7 +3,7 @@
     proxy = FaultProxy(engine_root)              # forwards everything, unchanged
     proxy.inject("503", times=2, match="row 7")  # the next 2 requests whose body has "row 7" get a 503
 
-Faults: "429" (with Retry-After), "500", "502", "503", "reset" (the connection is reset with no
+Faults: "401", "403", "404", "429" (with Retry-After), "500", "502", "503", "reset" (the connection is reset with no
 response), "slow" (answers after SLOW_SECONDS), "truncate" (a stream cut after a few events).
 """
 
@@ -20,7 +20,7 @@ import requests
 
 SLOW_SECONDS = 20
 TRUNCATE_AFTER_EVENTS = 3
-STATUS_FAULTS = {"429": 429, "500": 500, "502": 502, "503": 503}
+STATUS_FAULTS = {"401": 401, "403": 403, "404": 404, "429": 429, "500": 500, "502": 502, "503": 503}
 
 
 @dataclass
