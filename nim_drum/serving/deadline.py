@@ -45,7 +45,8 @@ def deadline_seconds(settings: Settings, argv: Sequence[str]) -> float | None:
     if settings.batch_deadline_seconds is not None:
         return settings.batch_deadline_seconds
     # DRUM puts its command line in sys.argv, gunicorn workers included (gunicorn.conf.py, post_worker_init).
-    if "server" not in argv[1:2] or settings.drum_client_request_timeout == 0:
+    subcommand = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
+    if subcommand != "server" or settings.drum_client_request_timeout == 0:
         return None
     return round(settings.drum_client_request_timeout * DEADLINE_SHARE_OF_DRUM_TIMEOUT)
 
