@@ -59,7 +59,9 @@ def test_drum_score_sends_a_repeated_prompt_once(fault_proxy, code_dir, tmp_path
     prompts = [f"What is {i} + {i}? (d{i})" for i in range(4)] * 5
     pd.DataFrame({"promptText": prompts}).to_csv(source, index=False)
     with open(tmp_path / "drum-score.log", "wb") as log:
-        run_drum_score(code_dir, source, output, runtime_env(external_params(fault_proxy)), log)
+        # DRUM shows INFO lines, such as the batch summary, only at --logging-level info.
+        run_drum_score(code_dir, source, output, runtime_env(external_params(fault_proxy)), log,
+                       args=["--logging-level", "info"])
     predictions = pd.read_csv(output, keep_default_na=False)
     assert len(predictions) == 20 and (predictions["error"] == "").all()
     assert chat_requests(fault_proxy, "(d") == 4
