@@ -22,7 +22,7 @@ from tqdm import tqdm
 from nim_drum.devtools.local_drum import drum_env, drum_score_command
 from nim_drum.serving.progress import PROGRESS_FILE_ENV, Counts, read_progress
 
-CODE_DIR = Path(__file__).resolve().parent.parent
+CODE_DIR = Path(__file__).resolve().parents[2]
 # `drum score` names the prediction column of its output CSV "Predictions", whatever TARGET_NAME is.
 PREDICTION_COLUMN = "Predictions"
 SAMPLE_ROWS = 3
