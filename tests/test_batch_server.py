@@ -1,8 +1,8 @@
 """The batch features through the real `drum server` /predictions/, in front of the real engine.
 
-One server has them all on: a prompt template, a JSON Schema, temperature 0 (deduplication), and
-DRUM_CLIENT_REQUEST_TIMEOUT 10, from which the default deadline is 9 s. The fault proxy between it
-and the engine counts requests and holds or fails chosen rows.
+One server has them all on: a prompt template, a JSON Schema and temperature 0 (deduplication);
+another has DRUM_CLIENT_REQUEST_TIMEOUT 10, from which the default deadline is 9 s. The fault proxy
+between them and the engine counts requests and holds or fails chosen rows.
 """
 
 import json
@@ -28,8 +28,7 @@ def proxy(engine):
 def server(proxy, tmp_path_factory):
     directory = tmp_path_factory.mktemp("batch-server")
     values = external_params(
-        proxy, prompt_template=TEMPLATE, response_format=json.dumps(SCHEMA), max_tokens=48,
-        DRUM_CLIENT_REQUEST_TIMEOUT=10,
+        proxy, prompt_template=TEMPLATE, response_format=json.dumps(SCHEMA), max_tokens=48, request_timeout=120,
     )
     server = start_drum_server(make_code_dir(directory / "code"), directory / "drum.log", values)
     yield server
@@ -61,14 +60,22 @@ def test_templated_json_answers_with_duplicates_sent_once(server, proxy):
 def test_the_retries_column_counts_a_rows_retries(server, proxy):
     proxy.inject("503", match="(r1)")
     _, extras = rows(predict(server, "question\nSay hi. (r0)\nSay hi. (r1)\n"))
-    assert [e["retries"] for e in extras] == [0, 1] and [e["error"] for e in extras] == ["", ""]
+    faults = [a.fault for a in proxy.attempts_matching("(r1)")]
+    assert [e["retries"] for e in extras] == [0, 1] and [e["error"] for e in extras] == ["", ""], (extras, faults)
 
 
-def test_rows_past_the_default_deadline_say_so(server, proxy):
-    proxy.inject("slow", match="(slow)")
-    predictions, extras = rows(predict(server, "question\nSay hi. (fast)\nSay hi. (slow)\n"))
-    assert predictions[0] != "" and extras[0]["error"] == ""
-    assert extras[1]["error"] == "deadline exceeded after 9 s; rerun these rows or raise batch_deadline_seconds"
+def test_rows_past_the_default_deadline_say_so(proxy, tmp_path):
+    values = external_params(proxy, DRUM_CLIENT_REQUEST_TIMEOUT=10, request_timeout=120)
+    server = start_drum_server(make_code_dir(tmp_path / "code"), tmp_path / "drum.log", values)
+    try:
+        proxy.inject("slow", match="(slow)")  # held 20 s
+        predictions, extras = rows(predict(server, "promptText\nSay hi. (fast)\nSay hi. (slow)\n"))
+    finally:
+        server.stop()
+    deadline = "deadline exceeded after 9 s; rerun these rows or raise batch_deadline_seconds"
+    assert len(predictions) == 2 and extras[1]["error"] == deadline and predictions[1] == ""
+    # On a machine busy enough, even the fast row may take 9 s; it is kept whenever it finishes.
+    assert extras[0]["error"] in ("", deadline) and (predictions[0] != "") == (extras[0]["error"] == "")
 
 
 def test_missing_template_columns_are_a_400_naming_them(server):
