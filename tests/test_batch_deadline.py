@@ -89,3 +89,9 @@ def test_drum_score_returns_every_row_at_the_deadline(fault_proxy, code_dir, tmp
     predictions = pd.read_csv(output, keep_default_na=False)
     assert predictions["error"].tolist() == ["", deadline_error(DEADLINE), "", deadline_error(DEADLINE)]
 
+
+
+@pytest.mark.parametrize("value", [-1, 3601, 2.5, "never"])
+def test_bad_drum_request_timeouts_fail_at_start_naming_the_parameter(value):
+    with pytest.raises(ConfigError, match="'DRUM_CLIENT_REQUEST_TIMEOUT' is .*allowed: a whole number from 0 to 3600"):
+        Settings.load(REPO, environ=runtime_env({"DRUM_CLIENT_REQUEST_TIMEOUT": value}))
