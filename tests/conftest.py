@@ -170,3 +170,18 @@ def drum_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def fault_proxy(engine):
+    """The fault-injecting proxy (tests/faultproxy.py) in front of the session's real engine."""
+    from faultproxy import FaultProxy
+
+    proxy = FaultProxy(engine_root(engine))
+    yield proxy
+    proxy.close()
+
+
+def external_params(proxy, **params) -> dict:
+    """Runtime parameters that score through `proxy` (engine=external) with short answers."""
+    return {"engine": "external", "base_url": f"{proxy.url}/v1", "max_tokens": 8, "request_timeout": 15, **params}

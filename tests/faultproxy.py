@@ -3,7 +3,7 @@
     proxy = FaultProxy(engine_root)              # forwards everything, unchanged
     proxy.inject("503", times=2, match="row 7")  # the next 2 requests whose body has "row 7" get a 503
 
-Faults: "429" (with Retry-After), "401", "403", "404", "500", "502", "503", "reset" (the connection is reset with no
+Faults: "401", "403", "404", "429" (with Retry-After), "500", "502", "503", "reset" (the connection is reset with no
 response), "slow" (answers after SLOW_SECONDS), "truncate" (a stream cut after a few events).
 """
 

@@ -51,7 +51,7 @@ def test_server_predictions_with_csv(local_server):
     body = response.json()
     assert len(body["predictions"]) == 2 and "Paris" in body["predictions"][0]
     columns = body["extraModelOutput"]["columns"]
-    assert columns == ["finish_reason", "prompt_tokens", "completion_tokens", "error"]
+    assert columns == ["finish_reason", "prompt_tokens", "completion_tokens", "error", "latency_ms", "retries"]
 
 
 def test_server_chat_with_the_openai_sdk(local_server):
@@ -88,7 +88,8 @@ def test_server_overlaps_chat_and_predictions_at_one_engine(local_server):
 
     with BusySlotMonitor(local_server.engine_url) as monitor, ThreadPoolExecutor(6) as pool:
         chats = [pool.submit(chat, i) for i in range(4)]
-        csv = pool.submit(predict_csv, local_server, "promptText\n" + "Count from 1 to 40.\n" * 4)
+        # Distinct prompts: identical ones at temperature 0 would be sent once.
+        csv = pool.submit(predict_csv, local_server, "promptText\n" + "".join(f"Count from 1 to 40. ({i})\n" for i in range(4)))
         assert csv.result().status_code == 200 and all(c.result().choices for c in chats)
     assert monitor.peak >= 4, f"at most {monitor.peak} requests reached the engine at once"
 

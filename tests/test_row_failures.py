@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from nim_drum.errors import RowsFailedError
-from nim_drum.serving.scoring import RowResult, batch_summary, raise_for_failed_rows, to_frame
+from nim_drum.serving.results import RowResult, batch_summary, raise_for_failed_rows, to_frame
 
 OK = RowResult(["Paris."], finish_reason="stop", prompt_tokens=10, completion_tokens=3)
 EMPTY = RowResult([], error="empty prompt: the prompt cell is empty, blank or missing", input_fault=True)
@@ -39,9 +39,9 @@ def test_a_long_list_of_failures_is_cut_and_says_how_many_more():
 
 
 def test_the_summary_counts_rows_retries_failures_and_tokens():
-    line = batch_summary([OK, EMPTY, ENGINE_DOWN, RowResult(["x"], completion_tokens=5, retries=1)], 2.0)
+    line = batch_summary([OK, EMPTY, ENGINE_DOWN, RowResult(["x"], completion_tokens=5, retries=1)], 2.0, 3)
     assert line.startswith("Batch scored: rows=4 succeeded=2 retried=2 failed=2 seconds=2.00 completion_tokens=8")
-    assert line.endswith("tokens/s=4.0")
+    assert line.endswith("tokens/s=4.0 deduplicated=3")
 
 
 def test_the_frame_keeps_every_row_in_order_with_its_error():

@@ -26,6 +26,7 @@ def test_a_real_model_answers_a_simple_question(engine):
     assert result["finish_reason"].iloc[0] in ("stop", "length")
     assert result["prompt_tokens"].iloc[0] > 0 and result["completion_tokens"].iloc[0] > 0
     assert result["error"].iloc[0] == ""
+    assert result["latency_ms"].iloc[0] > 0 and result["retries"].iloc[0] == 0
 
 
 def test_rows_come_back_in_input_order(engine):
@@ -62,6 +63,7 @@ def test_empty_prompts_fail_alone_and_no_row_is_lost(engine):
     assert [bool(e) for e in result["error"]] == [False, True, True, True, True, False]
     assert all("empty prompt" in e for e in result["error"][1:5])
     assert result[TARGET].iloc[1] == ""
+    assert result["latency_ms"].iloc[1] == 0  # no request was sent
 
 
 def test_a_prompt_longer_than_the_context_is_a_row_error(engine):

@@ -31,12 +31,16 @@ def run_drum_score(
     code_dir: Path, input_csv: Path, output_csv: Path, env: dict | None = None, log=None, args=()
 ) -> float:
     """Score input_csv into output_csv with `drum score`; return the seconds it took."""
-    output_csv.parent.mkdir(parents=True, exist_ok=True)
-    command = [str(DRUM), "score", "--code-dir", str(code_dir), *TEXT_GENERATION,
-               "--input", str(input_csv), "--output", str(output_csv), *args]
     started = time.monotonic()
+    command = drum_score_command(code_dir, input_csv, output_csv, args)
     subprocess.run(command, env=drum_env(env), check=True, stdout=log, stderr=subprocess.STDOUT if log else None)
     return time.monotonic() - started
+
+
+def drum_score_command(code_dir: Path, input_csv: Path, output_csv: Path, args=()) -> list[str]:
+    output_csv.parent.mkdir(parents=True, exist_ok=True)
+    return [str(DRUM), "score", "--code-dir", str(code_dir), *TEXT_GENERATION,
+            "--input", str(input_csv), "--output", str(output_csv), *args]
 
 
 class DrumServer:

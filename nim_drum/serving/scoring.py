@@ -2,51 +2,48 @@
 
 Transient failures (429, 5xx, connection errors, timeouts) are retried by the OpenAI client with
 exponential backoff and jitter, honouring Retry-After, up to `max_retries`. A row that still fails
-is recorded in the `error` column, or, with `on_row_error=fail`, fails the request.
+is recorded in the `error` column, or, with `on_row_error=fail`, fails the request. Deterministic
+requests (temperature 0 or a seed, and n 1) that are identical within one batch are sent once and
+their answer is given to each row. Rows unfinished at the batch deadline get a deadline error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 import openai
 import pandas as pd
 
-from nim_drum.serving.chat import engine_message
-from nim_drum.errors import ClientError, RowsFailedError
+from nim_drum.serving.deadline import Deadline, DeadlinePassed, batch_deadline, within_deadline
+from nim_drum.serving.progress import BatchProgress
+from nim_drum.serving.prompts import messages_for, row_prompts
+from nim_drum.serving.results import RowResult, batch_summary, raise_for_failed_rows, status_failure, to_frame
 from nim_drum.serving.settings import Settings
+from nim_drum.serving.structured import answer_problem
 
 log = logging.getLogger(__name__)
 
 # DRUM names the prediction column after the deployment's target; locally we fall back to this.
 DEFAULT_TARGET_NAME = "completion"
-LISTED_FAILURES = 20
-
-
-@dataclass
-class RowResult:
-    choices: list[str]
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error: str | None = None
-    retries: int = 0
-    input_fault: bool = False  # the row itself is bad (empty, too long), not the engine
 
 
 def score_frame(data: pd.DataFrame, client: openai.OpenAI, model: str, settings: Settings) -> pd.DataFrame:
     """Complete every row's prompt; the output has exactly one row per input row, in order."""
-    prompts = prompt_column(data, settings.prompt_column_name)
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="score") as pool:
-        results = list(pool.map(lambda prompt: complete_row(client, model, settings, prompt), prompts))
-    log.info(batch_summary(results, time.monotonic() - started))
+    prompts = row_prompts(data, settings.prompt_template, settings.prompt_column_name)
+    deadline, progress = batch_deadline(settings), BatchProgress.of(len(data))
+    requests, rows_of = distinct_requests(prompts.texts, settings)
+    progress.add(prompts.texts.count(None), failed=True, completion_tokens=0)
+    bounded = within_deadline(client, deadline, settings.request_timeout)
+    answers = send_all(requests, rows_of, bounded, model, settings, deadline, progress)
+    empty = RowResult([], error=prompts.empty_reason, input_fault=True)
+    by_row = {row: answers[key] for key, rows in rows_of.items() for row in rows}
+    results = [by_row.get(row, empty) for row in range(len(data))]
+    progress.write()
+    log.info(batch_summary(results, time.monotonic() - deadline.started, len(by_row) - len(requests)))
     if settings.on_row_error == "fail":
         raise_for_failed_rows(results)
     frame = to_frame(results, target_name(), data.index, with_choices=settings.n > 1)
@@ -59,93 +56,78 @@ def target_name() -> str:
     return os.environ.get("TARGET_NAME") or DEFAULT_TARGET_NAME
 
 
-def prompt_column(data: pd.DataFrame, column: str) -> list:
-    if column not in data.columns:
-        present = ", ".join(map(repr, map(str, data.columns))) or "none"
-        raise ClientError(
-            f"The input has no prompt column '{column}'; columns present: {present}. Rename the "
-            "column, or set the prompt_column_name runtime parameter to the column that holds prompts."
-        )
-    return data[column].tolist()
+def distinct_requests(texts: list[str | None], settings: Settings) -> tuple[dict[str, dict], dict[str, list[int]]]:
+    """The requests to send, by key, and the rows each one answers.
+
+    Deterministic requests are keyed by their whole body (system prompt and template included), so
+    identical ones are sent once; otherwise every row is its own request.
+    """
+    requests: dict[str, dict] = {}
+    rows_of: dict[str, list[int]] = {}
+    for row, text in enumerate(texts):
+        if text is None:
+            continue
+        request = {"messages": messages_for(settings.system_prompt, text), **settings.sampling()}
+        key = json.dumps(request, sort_keys=True) if settings.deterministic() else str(row)
+        requests.setdefault(key, request)
+        rows_of.setdefault(key, []).append(row)
+    return requests, rows_of
 
 
-def messages_for(settings: Settings, prompt: str) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
-    return messages + [{"role": "user", "content": prompt}]
-
-
-def complete_row(client: openai.OpenAI, model: str, settings: Settings, prompt: object) -> RowResult:
-    """One row's completion. Failures become the row's `error`; they never cost other rows."""
-    text = _prompt_text(prompt)
-    if text is None:
-        return RowResult([], error="empty prompt: the prompt cell is empty, blank or missing", input_fault=True)
+def send_all(
+    requests: dict[str, dict], rows_of: dict[str, list[int]], client: openai.OpenAI, model: str,
+    settings: Settings, deadline: Deadline, progress: BatchProgress,
+) -> dict[str, RowResult]:
+    """Every request's result; those still unfinished at the deadline are abandoned, not waited for."""
+    started: dict[str, list[float]] = {}
+    answers: dict[str, RowResult] = {}
+    pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="score")
+    futures: dict[Future, str] = {
+        pool.submit(send_one, client, model, settings, request, deadline, started.setdefault(key, [])): key
+        for key, request in requests.items()
+    }
     try:
-        raw = client.chat.completions.with_raw_response.create(
-            model=model, messages=messages_for(settings, text), **settings.sampling()
-        )
+        for future in as_completed(futures, timeout=deadline.left()):
+            key = futures[future]
+            answers[key] = result = future.result()
+            rows = len(rows_of[key])
+            progress.add(rows, failed=bool(result.error), completion_tokens=(result.completion_tokens or 0) * rows)
+    except TimeoutError:
+        answers.update({key: f.result() for f, key in futures.items() if f.done() and not f.cancelled()})
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    for key in requests.keys() - answers.keys():
+        answers[key] = RowResult([], error=deadline.message(), latency_ms=_ms_since(started[key]))
+    return answers
+
+
+def send_one(
+    client: openai.OpenAI, model: str, settings: Settings, request: dict, deadline: Deadline, started: list
+) -> RowResult:
+    """One request's completion. Failures become the row's `error`; they never cost other rows."""
+    started.append(time.monotonic())
+    try:
+        raw = client.chat.completions.with_raw_response.create(model=model, **request)
     except openai.APIStatusError as err:
-        transient = err.status_code in (408, 409, 429) or err.status_code >= 500
-        return RowResult(
-            [], error=f"HTTP {err.status_code} from the engine: {engine_message(err)}",
-            retries=settings.max_retries if transient else 0, input_fault=not transient,
-        )
-    except openai.APIError as err:  # connection errors and timeouts, after every retry
-        return RowResult([], error=f"{type(err).__name__}: {err.message}", retries=settings.max_retries)
+        return status_failure(err, model, settings.max_retries, _ms_since(started))
+    except (openai.APIError, DeadlinePassed) as err:  # connection errors and timeouts, after every retry
+        passed = isinstance(err, DeadlinePassed) or (deadline.left() or 1) <= 0
+        error = deadline.message() if passed else f"{type(err).__name__}: {err.message}"
+        return RowResult([], error=error, retries=0 if passed else settings.max_retries, latency_ms=_ms_since(started))
     response = raw.parse()
     usage = response.usage
+    choices = [choice.message.content or "" for choice in response.choices]
     return RowResult(
-        choices=[choice.message.content or "" for choice in response.choices],
+        choices=choices,
         finish_reason=response.choices[0].finish_reason if response.choices else None,
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
+        error=answer_problem(choices) if settings.response_format else None,
         retries=raw.retries_taken,
+        latency_ms=_ms_since(started),
     )
 
 
-def to_frame(results: list[RowResult], target: str, index: pd.Index, with_choices: bool) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            target: [r.choices[0] if r.choices else "" for r in results],
-            "finish_reason": [r.finish_reason or "" for r in results],
-            "prompt_tokens": [r.prompt_tokens or 0 for r in results],
-            "completion_tokens": [r.completion_tokens or 0 for r in results],
-            "error": [r.error or "" for r in results],
-        },
-        index=index,
-    )
-    if with_choices:
-        frame.insert(1, "choices", [json.dumps(r.choices, ensure_ascii=False) for r in results])
-    return frame
-
-
-def batch_summary(results: list[RowResult], seconds: float) -> str:
-    failed = sum(1 for r in results if r.error)
-    retried = sum(1 for r in results if r.retries)
-    tokens = sum(r.completion_tokens or 0 for r in results)
-    return (
-        f"Batch scored: rows={len(results)} succeeded={len(results) - failed} retried={retried} "
-        f"failed={failed} seconds={seconds:.2f} completion_tokens={tokens} "
-        f"tokens/s={tokens / max(seconds, 1e-9):.1f}"
-    )
-
-
-def raise_for_failed_rows(results: list[RowResult]) -> None:
-    failed = [(row, r) for row, r in enumerate(results) if r.error]
-    if not failed:
-        return
-    listed = "; ".join(f"row {row}: {r.error}" for row, r in failed[:LISTED_FAILURES])
-    more = f"; and {len(failed) - LISTED_FAILURES} more" if len(failed) > LISTED_FAILURES else ""
-    # 422 when every failure is the input's own fault, 502 when the engine failed some rows.
-    status = 422 if all(r.input_fault for _, r in failed) else 502
-    raise RowsFailedError(
-        f"{len(failed)} of {len(results)} rows failed (rows numbered from 0): {listed}{more}. "
-        "Fix those rows, or set on_row_error=record to keep the other rows' predictions.",
-        status,
-    )
-
-
-def _prompt_text(prompt: object) -> str | None:
-    if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)):
-        return None
-    text = str(prompt)
-    return text if text.strip() else None
+def _ms_since(started: list[float]) -> int:
+    """Milliseconds since a request started (0 when it never started)."""
+    return round((time.monotonic() - started[0]) * 1000) if started else 0

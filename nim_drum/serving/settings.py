@@ -20,6 +20,8 @@ import yaml
 
 from nim_drum.errors import ConfigError
 from nim_drum.redaction import redact
+from nim_drum.serving.prompts import template_columns
+from nim_drum.serving.structured import response_format_payload
 
 METADATA_FILE = "model-metadata.yaml"
 ENV_PREFIX = "MLOPS_RUNTIME_PARAM_"
@@ -33,7 +35,7 @@ ARTIFACT_ROUTES = ("cache", "model-repo")
 CREDENTIAL_OBJECT_PARAMS = {"model_artifact_credential"}
 INTEGER_PARAMS = {
     "max_tokens", "n", "seed", "max_concurrency", "max_retries", "engine_port", "NIM_MAX_MODEL_LEN",
-    "max_model_len",
+    "max_model_len", "DRUM_CLIENT_REQUEST_TIMEOUT",
 }
 
 
@@ -69,6 +71,10 @@ class Settings:
     engine_port: int
     served_model_name: str
     nim_log_level: str
+    drum_client_request_timeout: int = 600
+    prompt_template: str | None = None
+    response_format: str | None = None
+    batch_deadline_seconds: float | None = None
     system_prompt: str | None = None
     stop: tuple[str, ...] | None = None
     seed: int | None = None
@@ -121,7 +127,13 @@ class Settings:
             params["stop"] = list(self.stop)
         if self.seed is not None:
             params["seed"] = self.seed
+        if self.response_format:
+            params["response_format"] = response_format_payload(self.response_format)
         return params
+
+    def deterministic(self) -> bool:
+        """Identical requests get identical answers: greedy or seeded sampling, one choice."""
+        return (self.temperature == 0 or self.seed is not None) and self.n == 1
 
 
 def read_definitions(path: Path) -> dict[str, dict]:
@@ -229,6 +241,10 @@ def _checked(settings: Settings) -> Settings:
             f"Runtime parameter 'base_url' is {redact(settings.base_url or '')!r}; engine=external needs an "
             "http(s) URL of an OpenAI-compatible server, for example http://nim:8000/v1."
         )
+    if settings.prompt_template is not None:
+        template_columns(settings.prompt_template)
+    if settings.response_format is not None:
+        response_format_payload(settings.response_format)
     return dataclasses.replace(settings, stop=_stop_sequences(settings.stop))
 
 
