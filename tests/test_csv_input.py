@@ -43,6 +43,11 @@ def test_blank_lines_are_dropped_when_there_are_several_columns():
     assert frame["promptText"].tolist() == ["a", "b"] and frame.index.tolist() == [0, 1]
 
 
+def test_a_line_of_empty_cells_is_a_row_and_is_kept():
+    frame = read_csv(b"promptText,id\na,1\n,\nb,2\n")
+    assert frame["promptText"].tolist() == ["a", "", "b"] and frame["id"].tolist() == ["1", "", "2"]
+
+
 def test_quotes_commas_newlines_and_non_latin_text_survive():
     prompts = ['Say "hi", please', "Line one\nline two", "ترجم: مرحبا", "a,b,c"]
     body = "promptText\n" + "".join('"' + p.replace('"', '""') + '"\n' for p in prompts)

@@ -21,15 +21,14 @@ def read_csv(data: bytes) -> pd.DataFrame:
     text = _decoded(data).removeprefix(BOM)
     if not text.strip():
         raise ClientError("The input is empty; send a CSV with a header row and one row per prompt.")
-    _check_header(text)
+    header = _checked_header(text)
     try:
-        # Every cell stays text as written: "42" is a prompt, and so are "NA" and "null".
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+        # Every cell stays text as written: "42" is a prompt, and so are "NA" and "null". A blank line
+        # is an empty prompt only in a one-column file (as in DRUM's own reader); a line of empty
+        # cells such as "," is a row in any file, so it gets an output row with a row error.
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=len(header) > 1)
     except pd.errors.ParserError as err:
         raise ClientError(f"The input is not valid CSV ({_first_line(err)}); check quoting and field counts.") from None
-    if frame.shape[1] > 1:
-        # Blank lines only mean an empty prompt in a one-column file (as in DRUM's own reader).
-        frame = frame[~(frame == "").all(axis=1)].reset_index(drop=True)
     return frame
 
 
@@ -45,13 +44,14 @@ def _decoded(data: bytes | str) -> str:
         ) from None
 
 
-def _check_header(text: str) -> None:
+def _checked_header(text: str) -> list[str]:
     header = next(csv.reader(io.StringIO(text)), [])
     if not any(name.strip() for name in header):
         raise ClientError("The input has no columns; its first line must be a header such as 'promptText'.")
     duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         raise ClientError(f"The input has duplicate column names {duplicates}; give every column its own name.")
+    return header
 
 
 def _first_line(err: Exception) -> str:
