@@ -94,23 +94,15 @@ image-tarballs: dropin
 		&& mv $(DROPIN_DIR)/nim-drum-image.tar.gz.partial $(DROPIN_DIR)/nim-drum-image.tar.gz
 	ls -l $(DROPIN_DIR)
 
-# Wheels for requirements.lock, for an offline image build (the Dockerfile installs from wheelhouse/
-# when it holds wheels). Give the base image's Python and platform: WHEELHOUSE_PYTHON may list
-# several versions; WHEELHOUSE_GLIBC is the newest manylinux glibc the base has (Ubuntu 22.04: 2.35).
+# Wheels for requirements.lock in wheelhouse/, for an offline image build (the Dockerfile installs
+# from wheelhouse/ when it holds wheels). Give the base image's Python (several allowed) and the
+# newest manylinux glibc it has (Ubuntu 22.04: 2.35).
 WHEELHOUSE_PYTHON ?= 3.11
-WHEELHOUSE_ARCH ?= x86_64
 WHEELHOUSE_GLIBC ?= 35
-# On PyPI as a source package only (a DRUM dependency): built here into a pure-Python wheel.
-SDIST_ONLY := filechunkio
-WHEELHOUSE_PLATFORMS = $(foreach minor,$(shell seq $(WHEELHOUSE_GLIBC) -1 17),--platform manylinux_2_$(minor)_$(WHEELHOUSE_ARCH)) \
-	--platform manylinux2014_$(WHEELHOUSE_ARCH)
-wheelhouse: | $(PY)
-	for version in $(WHEELHOUSE_PYTHON); do \
-		$(PIP) download --dest wheelhouse --no-deps --only-binary=:all: --implementation cp \
-			--python-version $$version $(WHEELHOUSE_PLATFORMS) \
-			-r <(grep -v '^$(SDIST_ONLY)==' requirements.lock) || exit 1; \
-	done
-	$(PIP) wheel --no-deps --wheel-dir wheelhouse $$(grep '^$(SDIST_ONLY)==' requirements.lock | cut -d' ' -f1)
+WHEELHOUSE_ARCH ?= x86_64
+wheelhouse: | $(VENV)/.runtime
+	$(PY) -m nim_drum.devtools.wheelhouse $(foreach v,$(WHEELHOUSE_PYTHON),--python $(v)) \
+		--glibc $(WHEELHOUSE_GLIBC) --arch $(WHEELHOUSE_ARCH) wheelhouse
 
 # The image built with podman on stand-in NIM 1.x and 2.x bases and run in every mode
 # (tests/image/). Needs root for podman; installs podman, runc and debootstrap when missing.

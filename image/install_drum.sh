@@ -48,4 +48,4 @@ uv pip install --python "$VIRTUAL_ENV/bin/python" -r "$lock"
 # directory: a model that uploads only custom.py still runs, and an uploaded nim_drum/ wins.
 site_packages=$("$VIRTUAL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 printf '%s\n' "$NIM_DRUM_HOME" > "$site_packages/nim_drum.pth"
-log "DRUM $("$VIRTUAL_ENV/bin/drum" --version 2>&1 | head -n 1) in $VIRTUAL_ENV; nim_drum from $NIM_DRUM_HOME."
+log "$("$VIRTUAL_ENV/bin/drum" --version 2>&1 | head -n 1) installed in $VIRTUAL_ENV; nim_drum from $NIM_DRUM_HOME."
