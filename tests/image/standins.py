@@ -54,6 +54,12 @@ def podman(*args: str, check: bool = True, timeout: float = 900, **kwargs) -> su
     return subprocess.run(["podman", *args], check=check, timeout=timeout, capture_output=True, text=True, **kwargs)
 
 
+def run_once(image: str, entrypoint: str, *args: str) -> subprocess.CompletedProcess:
+    """Run one command in a throwaway container of `image`, as the image's user."""
+    return subprocess.run(["podman", "--runtime", "runc", "run", "--rm", *RUN_FLAGS, "--entrypoint", entrypoint,
+                           image, *args], capture_output=True, text=True, timeout=300)
+
+
 def image_exists(tag: str) -> bool:
     return podman("image", "exists", tag, check=False).returncode == 0
 
@@ -106,8 +112,8 @@ def copy_engine(destination: Path) -> None:
     (destination / "llama").mkdir(parents=True, exist_ok=True)
     (destination / "models").mkdir(parents=True, exist_ok=True)
     shutil.copy2(binary, destination / "llama" / "llama-server")
-    for library in binary.parent.glob("*.so*"):
-        shutil.copy2(library, destination / "llama" / library.name)
+    for library in binary.parent.glob("*.so*"):  # the versioned files and their symlinks, as links
+        shutil.copy2(library, destination / "llama" / library.name, follow_symlinks=False)
     shutil.copy2(smollm2_gguf(), destination / "models" / GGUF)
 
 
