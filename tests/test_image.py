@@ -159,3 +159,14 @@ def installed_with(names):
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
                 queue.append(canonicalize_name(requirement.name))
     return seen
+
+
+@pytest.mark.parametrize("python", ["3.11", "3.13"])
+def test_the_wheelhouse_takes_one_pin_per_package_for_the_target_python(python):
+    from nim_drum.devtools.wheelhouse import LOCK, locked_requirements, pins_for
+
+    pins = pins_for(locked_requirements(LOCK), python, "x86_64")
+    names = [pin.split("==")[0].lower() for pin in pins]
+    assert len(names) == len(set(names)), "a package pinned twice for one Python: markers not evaluated"
+    assert "pywin32" not in names and "colorama" not in names  # Windows-only pins
+    assert "datarobot-drum==1.18.1" in pins and all("==" in pin for pin in pins)
