@@ -1,8 +1,10 @@
 # NIM for LLMs with DataRobot DRUM: a DataRobot custom-model drop-in environment.
 #
-# NIM_IMAGE is the NIM to serve. Any NIM for LLMs 1.x image can be used: DRUM's NIM predictor
-# launches its /opt/nim/start_server.sh. Switch with, for example,
+# NIM_IMAGE is the NIM to serve: a NIM for LLMs 1.x image (DRUM's NIM predictor launches its
+# /opt/nim/start_server.sh) or a 2.x image (`nim-serve`; the image adds the launch script DRUM
+# needs). Switch with, for example,
 #   docker build --build-arg NIM_IMAGE=nvcr.io/nim/meta/llama-3.1-70b-instruct:<tag> ...
+# Offline: put wheels for requirements.lock in wheelhouse/ first (`make wheelhouse`).
 ARG NIM_IMAGE=nvcr.io/nim/meta/llama-3.1-8b-instruct:1.12.0
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
 
@@ -10,8 +12,8 @@ FROM ${UV_IMAGE} AS uv
 
 FROM ${NIM_IMAGE}
 
-# DRUM and our package need Python 3.11 (pandas 3); NIM images ship their own Python for NIM.
-# uv installs a standalone CPython, so DRUM's virtualenv does not depend on the NIM base OS.
+# DRUM and our package need Python 3.11 or newer. DRUM gets its own virtualenv, made from the base
+# image's python3 when that is new enough; otherwise uv downloads CPython PYTHON_VERSION.
 ARG PYTHON_VERSION=3.11
 # NIM images run as uid 1000; DRUM and NIM run as that user here too.
 ARG RUNTIME_UID=1000
@@ -20,6 +22,7 @@ USER 0
 # VIRTUAL_ENV stays set: DRUM's NIM predictor removes "$VIRTUAL_ENV/bin:" from PATH before it
 # launches NIM, so NIM never runs with DRUM's Python.
 ENV VIRTUAL_ENV=/opt/drum \
+    NIM_DRUM_HOME=/opt/nim-drum \
     UV_PYTHON_INSTALL_DIR=/opt/python \
     UV_NO_CACHE=1 \
     PYTHONUNBUFFERED=1 \
@@ -29,14 +32,28 @@ ENV PATH=${VIRTUAL_ENV}/bin:${PATH} \
     NIM_CACHE_PATH=${CODE_DIR}/.nim-cache
 
 COPY --from=uv /uv /usr/local/bin/uv
-COPY requirements.txt /tmp/requirements.txt
-RUN uv venv --seed --python "${PYTHON_VERSION}" "${VIRTUAL_ENV}" \
-    && uv pip install --python "${VIRTUAL_ENV}/bin/python" -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# wheelhous[e] matches the optional wheelhouse/ folder and copies its wheels beside the lock; with
+# none there, only the lock and the script are copied.
+COPY requirements.lock image/install_drum.sh wheelhous[e] /tmp/drum-build/
+RUN sh /tmp/drum-build/install_drum.sh && rm -rf /tmp/drum-build
 
-# The package also goes into DRUM's site-packages: a model that uploads only custom.py (and its
-# metadata) still imports it. A nim_drum/ uploaded with the model comes first on sys.path.
-COPY nim_drum ${VIRTUAL_ENV}/lib/python${PYTHON_VERSION}/site-packages/nim_drum
+# What DRUM's NIM predictor needs and a base may lack: the launch script on NIM 2.x bases, and
+# NVIDIA's entrypoint (both docs/image.md).
+COPY image/nim2_start_server.sh image/nvidia_entrypoint.sh ${NIM_DRUM_HOME}/image/
+RUN if [ ! -e /opt/nim/start_server.sh ] && [ ! -e /opt/nim/start-server.sh ] \
+        && command -v nim-serve >/dev/null; then \
+        echo "NIM 2.x base (nim-serve, no /opt/nim/start_server.sh): adding the image's launch script"; \
+        mkdir -p /opt/nim && cp "${NIM_DRUM_HOME}/image/nim2_start_server.sh" /opt/nim/start_server.sh; \
+    fi \
+    && if [ ! -e /opt/nvidia/nvidia_entrypoint.sh ]; then \
+        echo "The base has no /opt/nvidia/nvidia_entrypoint.sh: adding a pass-through"; \
+        mkdir -p /opt/nvidia && cp "${NIM_DRUM_HOME}/image/nvidia_entrypoint.sh" /opt/nvidia/; \
+    fi
+
+# The package also goes where DRUM's Python finds it (a .pth file made by install_drum.sh): a model
+# that uploads only custom.py (and its metadata) still imports it. A nim_drum/ uploaded with the
+# model comes first on sys.path.
+COPY nim_drum ${NIM_DRUM_HOME}/nim_drum
 
 WORKDIR ${CODE_DIR}
 COPY --chown=${RUNTIME_UID}:0 start_server.sh custom.py model-metadata.yaml ./

@@ -20,7 +20,7 @@ VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
 
-.PHONY: setup score test test-vllm bench dropin clean lock
+.PHONY: setup score test test-vllm bench dropin image image-tarballs wheelhouse test-image clean lock
 
 setup: $(VENV)/.runtime $(VENV)/.engine
 
@@ -80,8 +80,51 @@ $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
 
 # The environment's Docker context for DataRobot, byte-identical on every run, and the docker
 # commands that build and save the image that goes with it.
-dropin: $(VENV)/.runtime
+dropin: | $(VENV)/.runtime
 	$(PY) -m nim_drum.devtools.dropin $(DROPIN_DIR)
+
+# --- The image -------------------------------------------------------------------------------------
+# docker where a Docker engine answers, podman otherwise; CONTAINER_ENGINE=podman chooses.
+CONTAINER_ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+# podman on hosts whose cgroups it cannot manage (CI here): chroot isolation, host network.
+PODMAN_BUILD_FLAGS ?= --isolation=chroot --network=host
+IMAGE_BUILD_FLAGS ?= $(if $(filter podman,$(CONTAINER_ENGINE)),$(PODMAN_BUILD_FLAGS))
+IMAGE ?= datarobot-nim-drum:local
+DROPIN_DIR ?= output/dropin
+# Extra build options, for example BUILD_ARGS="--build-arg NIM_IMAGE=nvcr.io/nim/<org>/<model>:<tag>".
+BUILD_ARGS ?=
+
+# Builds the Dockerfile from this directory (offline when wheelhouse/ holds wheels).
+image:
+	$(CONTAINER_ENGINE) build $(IMAGE_BUILD_FLAGS) $(BUILD_ARGS) -t $(IMAGE) .
+
+# The two files a DataRobot environment version takes: the context and the saved image, tagged
+# with the context's sha256 as make dropin prints it.
+image-tarballs: dropin
+	tag=datarobot-nim-drum:$$(sha256sum $(DROPIN_DIR)/nim-drum-context.tar.gz | cut -c1-12) \
+		&& $(MAKE) --no-print-directory image IMAGE=$$tag \
+		&& $(CONTAINER_ENGINE) save $$tag | gzip -9 > $(DROPIN_DIR)/nim-drum-image.tar.gz.partial \
+		&& mv $(DROPIN_DIR)/nim-drum-image.tar.gz.partial $(DROPIN_DIR)/nim-drum-image.tar.gz
+	ls -l $(DROPIN_DIR)
+
+# Wheels for requirements.lock in wheelhouse/, for an offline image build (the Dockerfile installs
+# from wheelhouse/ when it holds wheels). Give the base image's Python (several allowed) and the
+# newest manylinux glibc it has (Ubuntu 22.04: 2.35).
+WHEELHOUSE_PYTHON ?= 3.11
+WHEELHOUSE_GLIBC ?= 35
+WHEELHOUSE_ARCH ?= x86_64
+wheelhouse: | $(VENV)/.runtime
+	$(PY) -m nim_drum.devtools.wheelhouse $(foreach v,$(WHEELHOUSE_PYTHON),--python $(v)) \
+		--glibc $(WHEELHOUSE_GLIBC) --arch $(WHEELHOUSE_ARCH) wheelhouse
+
+# The image built with podman on stand-in NIM 1.x and 2.x bases and run in every mode
+# (tests/image/). Needs root for podman; installs podman, runc and debootstrap when missing.
+# The venv (llama-server, the test tools) must exist: make setup and the dev tools.
+test-image: | $(VENV)/.runtime $(VENV)/.engine $(VENV)/.dev
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
+		|| { apt-get update && apt-get install -y podman runc debootstrap; }
+	$(MAKE) --no-print-directory wheelhouse WHEELHOUSE_PYTHON="3.11 3.13"
+	$(PY) -m pytest -m image tests/image
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) output .pytest_cache

@@ -16,7 +16,9 @@ from packaging.utils import canonicalize_name
 from conftest import REPO, VENV_BIN
 from nim_drum.devtools.dropin import context_files
 
-SCRIPTS = ["start_server.sh", ".ci/run"]
+SCRIPTS = ["start_server.sh", ".ci/run", "image/install_drum.sh", "image/nim2_start_server.sh",
+           "image/nvidia_entrypoint.sh", *sorted(str(p.relative_to(REPO)) for p in (REPO / "tests/image/standin").rglob("*")
+                                                 if p.is_file() and p.name != "Containerfile")]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def copied_into(dockerfile, destination_dir):
             continue
         *src, dest = [w for w in shlex.split(item["value"]) if not w.startswith("--")]
         dest = dest.replace("${VIRTUAL_ENV}", dockerfile.envs["VIRTUAL_ENV"])
-        dest = dest.replace("${PYTHON_VERSION}", dockerfile.args["PYTHON_VERSION"])
+        dest = dest.replace("${NIM_DRUM_HOME}", dockerfile.envs["NIM_DRUM_HOME"])
         # relative destinations are relative to WORKDIR, which is the code directory
         dest = str(PurePosixPath(dockerfile.envs["CODE_DIR"], dest))
         sources += [(s, dest) for s in src]
@@ -103,9 +105,9 @@ def test_everything_custom_py_imports_is_copied(dockerfile):
     assert local == {"nim_drum"}
     code_copies = copied_into(dockerfile, dockerfile.envs["CODE_DIR"])
     assert {"custom.py", "model-metadata.yaml", *local} <= set(code_copies)
-    # and into DRUM's site-packages, for a model that uploads only custom.py
-    site_packages = f"{dockerfile.envs['VIRTUAL_ENV']}/lib/python{dockerfile.args['PYTHON_VERSION']}/site-packages"
-    assert "nim_drum" in copied_into(dockerfile, site_packages)
+    # and where DRUM's Python finds it (a .pth file), for a model that uploads only custom.py
+    assert "nim_drum" in copied_into(dockerfile, dockerfile.envs["NIM_DRUM_HOME"])
+    assert '"$NIM_DRUM_HOME" > "$site_packages/nim_drum.pth"' in (REPO / "image" / "install_drum.sh").read_text()
 
 
 def test_the_package_imports_only_what_requirements_txt_installs():
@@ -127,6 +129,8 @@ def test_every_copied_file_is_in_the_build_context(dockerfile):
     for item in final_stage(dockerfile):
         if item["instruction"] == "COPY" and "--from" not in item["value"]:
             for source in [w for w in shlex.split(item["value"]) if not w.startswith("--")][:-1]:
+                if source == "wheelhous[e]":  # the optional offline wheelhouse: may match nothing
+                    continue
                 assert source in context or any(f.startswith(source + "/") for f in context), source
     assert not any(f.startswith(("tests/", ".git/", ".venv/", "output/")) for f in context)
 
@@ -155,3 +159,14 @@ def installed_with(names):
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
                 queue.append(canonicalize_name(requirement.name))
     return seen
+
+
+@pytest.mark.parametrize("python", ["3.11", "3.13"])
+def test_the_wheelhouse_takes_one_pin_per_package_for_the_target_python(python):
+    from nim_drum.devtools.wheelhouse import LOCK, locked_requirements, pins_for
+
+    pins = pins_for(locked_requirements(LOCK), python, "x86_64")
+    names = [pin.split("==")[0].lower() for pin in pins]
+    assert len(names) == len(set(names)), "a package pinned twice for one Python: markers not evaluated"
+    assert "pywin32" not in names and "colorama" not in names  # Windows-only pins
+    assert "datarobot-drum==1.18.1" in pins and all("==" in pin for pin in pins)

@@ -3,7 +3,8 @@ build and save the image that goes with it (a DataRobot environment version take
 
     python -m nim_drum.devtools.dropin [OUTPUT_DIR]      (default: output/dropin)
 
-The tarball holds exactly the files .dockerignore lets into a `docker build` context. Entries are
+The tarball holds exactly the files .dockerignore lets into a `docker build` context, less the
+optional wheelhouse/ of an offline build (`make wheelhouse`), which is never uploaded. Entries are
 sorted, with fixed owners, modes and mtimes (SOURCE_DATE_EPOCH, or 2024-01-01) and a gzip header
 with no name or time, so the same sources give the same bytes on any machine.
 """
@@ -28,7 +29,8 @@ CONTEXT_TARBALL = "nim-drum-context.tar.gz"
 IMAGE_TARBALL = "nim-drum-image.tar.gz"
 IMAGE_NAME = "datarobot-nim-drum"
 REQUIRED_FILES = ("Dockerfile", "start_server.sh", "custom.py", "model-metadata.yaml",
-                  "requirements.txt", "env_info.json")
+                  "requirements.txt", "requirements.lock", "env_info.json", "image/install_drum.sh")
+WHEELHOUSE = "wheelhouse"  # the Dockerfile's optional offline wheels; in the build context only
 DEFAULT_EPOCH = 1704067200  # 2024-01-01T00:00:00Z
 
 
@@ -71,9 +73,14 @@ def is_excluded(path: str, patterns: list[tuple[bool, re.Pattern]]) -> bool:
     return excluded
 
 
+def upload_files(source: Path) -> list[str]:
+    """The build context's files that go into the uploaded context tarball: all but the wheelhouse."""
+    return [f for f in context_files(source) if not f.startswith(WHEELHOUSE + "/")]
+
+
 def write_context(source: Path, destination: Path) -> list[str]:
     """Write the context tarball of `source` to `destination`; return the files it holds."""
-    files = context_files(source)
+    files = upload_files(source)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH))
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as zipped:
