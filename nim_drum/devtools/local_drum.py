@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -58,16 +59,10 @@ class DrumServer:
             )
 
     def wait_ready(self, timeout: float = 120) -> DrumServer:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"drum server exited early:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/ping/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
+        if ping_answers(self.url, lambda: self.process.poll() is None, timeout):
+            return self
+        if self.process.poll() is not None:
+            raise RuntimeError(f"drum server exited early:\n{self.log()}")
         raise RuntimeError(f"drum server not ready after {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
@@ -82,3 +77,17 @@ class DrumServer:
         if self.process.poll() is None:
             stop_process(self.process.pid, timeout)
             self.process.wait()
+
+
+def ping_answers(url: str, alive: Callable[[], bool], timeout: float, ping_timeout: float = 2,
+                 interval: float = 0.3) -> bool:
+    """True once DRUM's /ping/ at url answers 200; False if alive() turns false or timeout passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if requests.get(f"{url}/ping/", timeout=ping_timeout).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(interval)
+    return False

@@ -22,6 +22,7 @@ import requests
 
 from conftest import engine_root, free_port
 from nim_drum.devtools.dropin import CONTEXT_TARBALL, write_context
+from nim_drum.devtools.local_drum import ping_answers
 from standins import LAYOUTS, REPO, RUN_FLAGS, build_project_image, podman, rootfs_image, run_once, \
     smollm2_gguf, standin_image, without_python
 
@@ -78,16 +79,11 @@ class Container:
         return result.stdout.strip() == "true"
 
     def wait_ready(self, timeout: float = 300) -> Container:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise AssertionError(f"{self.name} exited before /ping/ answered:\n{self.logs()[-6000:]}")
-            try:  # DRUM's /ping/ waits up to 5 s for NIM's health route
-                if requests.get(f"{self.url}/ping/", timeout=15).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(1)
+        # DRUM's /ping/ waits up to 5 s for NIM's health route, so each probe gets 15 s.
+        if ping_answers(self.url, self.running, timeout, ping_timeout=15, interval=1):
+            return self
+        if not self.running():
+            raise AssertionError(f"{self.name} exited before /ping/ answered:\n{self.logs()[-6000:]}")
         raise AssertionError(f"{self.name}: /ping/ not 200 after {timeout} s:\n{self.logs()[-6000:]}")
 
     def exec(self, *command: str) -> subprocess.CompletedProcess:
@@ -251,21 +247,20 @@ def test_sidecar_mode_against_an_engine_on_the_host(image, layout, host_engine):
     # DRUM's sidecar mode proxies health to the engine; llama-server's route is /health.
     env = {**runtime_params(DR_NIM_HEALTH_ROUTE="/health"), "NIM_SIDECAR": "1", "OPENAI_HOST": host,
            "OPENAI_PORT": port}
-    with Container(image["tag"], f"sidecar-{layout.name}", env) as container:
-        container.wait_ready()
-        assert "Mode: sidecar" in container.logs()
-        assert_our_score_ran(predict(container))
-        assert_chat_streams(container)
-        assert container.stop() < 30
-        assert_no_canary(container)
+    assert_serves_in_mode(Container(image["tag"], f"sidecar-{layout.name}", env), "Mode: sidecar")
 
 
 def test_local_mode_with_an_external_engine(image, layout, host_engine):
     # No GPU (the stand-in's nvidia-smi, like NVIDIA's runtime, shows none for "void").
     env = {**runtime_params(engine="external", base_url=f"{host_engine}/v1"), "NVIDIA_VISIBLE_DEVICES": "void"}
-    with Container(image["tag"], f"local-{layout.name}", env) as container:
+    assert_serves_in_mode(Container(image["tag"], f"local-{layout.name}", env), "Mode: local, because no GPU was found")
+
+
+def assert_serves_in_mode(container: Container, mode_line: str) -> None:
+    """The container logs its mode, our score answers /predictions/, chat streams, SIGTERM stops it, no leak."""
+    with container:
         container.wait_ready()
-        assert "Mode: local, because no GPU was found" in container.logs()
+        assert mode_line in container.logs()
         assert_our_score_ran(predict(container))
         assert_chat_streams(container)
         assert container.stop() < 30
