@@ -96,13 +96,15 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=64, help="rows for the batch runs")
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="levels for the direct client sweep")
-    parser.add_argument("--sweep-requests", type=int, default=24,
+    parser.add_argument("--sweep-requests", type=int, default=16,
                         help="requests per sweep level (at least twice the level)")
     parser.add_argument("--max-concurrency", type=int, default=16, help="our max_concurrency for batch scoring")
     parser.add_argument("--engine-slots", type=int, default=32,
                         help="the local engine's parallel slots (its max_concurrency; llama-server caps it at 32)")
+    parser.add_argument("--engine-threads", type=int,
+                        help="the embedded engine's --threads (default: the number of cores it may use)")
     parser.add_argument("--latency-pairs", type=int, default=200, help="interleaved request pairs for added latency")
     parser.add_argument("--latency-max-tokens", type=int, default=4)
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
@@ -130,7 +132,7 @@ def main(argv: list[str]) -> int:
     else:
         splits = [("shared", None)] + ([("isolated", CoreSplit.halves())] if args.isolate else [])
         for mode, split in splits:
-            with local_engine(args.engine, args.engine_slots, split) as engine:
+            with local_engine(args.engine, args.engine_slots, split, args.engine_threads) as engine:
                 if not facts:
                     facts = report.facts(args, header(engine.base_url, args.engine), engine.base_url,
                                          engine.model, args.engine, CoreSplit.halves() if args.isolate else None)

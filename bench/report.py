@@ -14,6 +14,7 @@ def facts(args, machine: dict, base_url: str, model: str, kind: str, split) -> d
             **machine, "engine": base_url, "engine_kind": kind, "model": model, "prompts": args.prompts,
             "max_tokens": args.max_tokens, "sweep_requests": args.sweep_requests,
             "max_concurrency": args.max_concurrency, "engine_slots": None if kind == "external" else args.engine_slots,
+            "engine_threads": args.engine_threads or "one per core it may use",
             "isolation": split.describe() if split else None}
 
 
@@ -21,7 +22,8 @@ def print_header(facts: dict) -> None:
     gpus = "; ".join(facts["gpus"]) or "none"
     print(f"date: {facts['date']}\nmachine: {facts['machine']}, {facts['cpus']} CPUs ({facts['cpus_usable']} usable), "
           f"{facts['cpu_model']}\nGPU: {gpus}\nengine: {facts['engine_kind']} {facts['engine_version']} at "
-          f"{facts['engine']}, model {facts['model']}, slots {facts['engine_slots'] or 'n/a'}\n"
+          f"{facts['engine']}, model {facts['model']}, slots {facts['engine_slots'] or 'n/a'}, "
+          f"threads {facts['engine_threads']}\n"
           f"DRUM: {facts['drum_version']}\nprompts: {facts['prompts']} max_tokens: {facts['max_tokens']} "
           f"our max_concurrency: {facts['max_concurrency']}\nisolation: {facts['isolation'] or 'off'}", flush=True)
 
@@ -112,9 +114,11 @@ def markdown(by_mode: dict) -> str:
 def print_script_lines(by_mode: dict) -> None:
     shared = by_mode["shared"][1]
     isolated = by_mode["isolated"][1] if "isolated" in by_mode else None
-    if shared["ours/limit"] > OURS_OVER_LIMIT_TOLERANCE:
-        print(f"MEASUREMENT ERROR: ours/limit is {shared['ours/limit']:.2f}, above {OURS_OVER_LIMIT_TOLERANCE}: "
-              "the sweep did not reach the engine's limit (noise, or too few levels or requests per level)")
+    for mode, (_, figures) in by_mode.items():
+        if figures["ours/limit"] > OURS_OVER_LIMIT_TOLERANCE:
+            print(f"MEASUREMENT ERROR ({mode}): ours/limit is {figures['ours/limit']:.2f}, above "
+                  f"{OURS_OVER_LIMIT_TOLERANCE}: the sweep did not reach the engine's limit (noise from other "
+                  "work on the machine, or too few levels or requests per level)")
     for key in ("ceiling", "ours/drum-builtin", "chat-drum/direct@1"):
         print(f"ratio {key}: {shared[key]:.2f}")
     if isolated:
