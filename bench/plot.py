@@ -31,7 +31,7 @@ def plot(facts: dict, phases: list, path: Path) -> None:
 
 
 def _panel(axes, phase, title: str) -> None:
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter
 
     def line(runs, style, label):
         axes.plot([r.concurrency for r in runs], [r.output_token_throughput for r in runs], style, label=label)
@@ -42,12 +42,12 @@ def _panel(axes, phase, title: str) -> None:
     best = max(phase.streamed + phase.not_streamed, key=lambda r: r.output_token_throughput)
     axes.axhline(best.output_token_throughput, color="grey", linestyle=":", linewidth=1,
                  label="the limit (best direct run)")
-    axes.annotate(f"limit {best.output_token_throughput:.0f}", (1, best.output_token_throughput),
-                  textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
+    axes.annotate(f"the limit: {best.output_token_throughput:.0f}", (1, best.output_token_throughput),
+                  textcoords="offset points", xytext=(0, -11), fontsize=8, color="grey")
     _point(axes, phase.ours, "*", 260, "green", "ours: batch /predictions")
     _point(axes, phase.builtin, "X", 140, "red", "DRUM built-in /predictions (row by row)")
     axes.set_xscale("log", base=2)
-    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.set_xlabel("concurrency (requests in flight)")
     axes.set_ylabel("output tokens / s")
     axes.set_ylim(bottom=0)
