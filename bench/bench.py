@@ -78,7 +78,7 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
     score = drum_runs.drum_score_run(work, csv_path, len(prompts), values) if mode == "shared" else None
     with drum_runs.ours_server(work, values) as server:
         ours = drum_runs.predictions_run("ours: /predictions", server.url, csv_path.read_bytes(), len(prompts),
-                                         args.max_concurrency, tokens_of)
+                                         args.max_concurrency, tokens_of, cpu_probe(engine, server.process.pid))
         print(f"  {'ours: /predictions':<28} concurrency {args.max_concurrency:>4}: "
               f"{ours.output_token_throughput:8.1f} output tok/s", flush=True)
         drum_client = client_for(f"{server.url}/v1")
@@ -89,7 +89,8 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
                 for level in CHAT_LEVELS]
         added = paired_added_latency(base_url, f"{server.url}/v1", model, args.latency_pairs, args.latency_max_tokens)
     builtin = drum_runs.drum_builtin_run(work, base_url.removesuffix("/v1"), csv_path.read_bytes(), len(prompts),
-                                         args.max_tokens, bool(args.base_url), tokens_of)
+                                         args.max_tokens, bool(args.base_url), tokens_of,
+                                         lambda drum: cpu_probe(engine, drum))
     return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score)
 
 

@@ -8,6 +8,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import requests
@@ -67,19 +68,22 @@ def ours_server(work: Path, values: dict):
         server.stop()
 
 
-def predictions_run(name: str, url: str, csv_bytes: bytes, rows: int, concurrency: int, tokens_of) -> Run:
+def predictions_run(name: str, url: str, csv_bytes: bytes, rows: int, concurrency: int, tokens_of,
+                    cpu_probe: Callable[[], dict] = dict) -> Run:
     """POST the CSV to /predictions (after one row, to warm DRUM up); output tokens from the engine's own counter."""
     header, first_row = csv_bytes.splitlines()[:2]
     requests.post(f"{url}/predictions", data=header + b"\n" + first_row + b"\n",
                   headers={"Content-Type": "text/csv"}, timeout=600).raise_for_status()
-    before = tokens_of()
+    before, cpu_before = tokens_of(), cpu_probe()
     started = time.perf_counter()
     response = requests.post(f"{url}/predictions", data=csv_bytes, headers={"Content-Type": "text/csv"}, timeout=3600)
     seconds = time.perf_counter() - started
     response.raise_for_status()
     after = tokens_of()
     tokens = after - before if before is not None and after is not None else _reported_tokens(response.json())
-    return Run(name, concurrency, rows, seconds, tokens)
+    run = Run(name, concurrency, rows, seconds, tokens)
+    run.cpu_seconds = {key: spent - cpu_before[key] for key, spent in cpu_probe().items()}
+    return run
 
 
 def _reported_tokens(body: dict) -> int:
@@ -92,7 +96,7 @@ def _reported_tokens(body: dict) -> int:
 
 
 def drum_builtin_run(work: Path, root: str, csv_bytes: bytes, rows: int, max_tokens: int, external: bool,
-                     tokens_of) -> Run:
+                     tokens_of, cpu_probe_for: Callable[[int], Callable[[], dict]]) -> Run:
     """DRUM's own NIM predictor /predictions, sidecar mode, on a code dir with no custom.py."""
     host, port = root.removeprefix("http://").removeprefix("https://").split(":")
     code_dir = work / "builtin"
@@ -103,7 +107,8 @@ def drum_builtin_run(work: Path, root: str, csv_bytes: bytes, rows: int, max_tok
     env = {**os.environ, "OPENAI_HOST": host, "OPENAI_PORT": port, "GPU_COUNT": "1", **_runtime_param_env(params)}
     server = DrumServer(code_dir, work / "drum-builtin.log", ["--gpu-predictor", "nim", "--sidecar"], env).wait_ready()
     try:
-        run = predictions_run("DRUM built-in: /predictions", server.url, csv_bytes, rows, 1, tokens_of)
+        run = predictions_run("DRUM built-in: /predictions", server.url, csv_bytes, rows, 1, tokens_of,
+                              cpu_probe_for(server.process.pid))
     finally:
         server.stop()
     if not run.output_tokens:
