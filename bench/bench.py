@@ -89,7 +89,7 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
                 for level in CHAT_LEVELS]
         added = paired_added_latency(base_url, f"{server.url}/v1", model, args.latency_pairs, args.latency_max_tokens)
     builtin = drum_runs.drum_builtin_run(work, base_url.removesuffix("/v1"), csv_path.read_bytes(), len(prompts),
-                                         args.max_tokens, bool(args.base_url), tokens_of,
+                                         args.max_tokens, tokens_of,
                                          lambda drum: cpu_probe(engine, drum))
     return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score)
 

@@ -95,15 +95,14 @@ def _reported_tokens(body: dict) -> int:
     return int(sum(row[column] for row in extra["data"]))
 
 
-def drum_builtin_run(work: Path, root: str, csv_bytes: bytes, rows: int, max_tokens: int, external: bool,
+def drum_builtin_run(work: Path, root: str, csv_bytes: bytes, rows: int, max_tokens: int,
                      tokens_of, cpu_probe_for: Callable[[int], Callable[[], dict]]) -> Run:
     """DRUM's own NIM predictor /predictions, sidecar mode, on a code dir with no custom.py."""
     host, port = root.removeprefix("http://").removeprefix("https://").split(":")
     code_dir = work / "builtin"
     code_dir.mkdir(exist_ok=True)
     params = {"max_tokens": max_tokens, "temperature": 0, "prompt_column_name": "promptText",
-              # llama-server answers health on /health, not NIM's /v1/health/ready.
-              "DR_NIM_HEALTH_ROUTE": "/v1/health/ready" if external else "/health"}
+              "DR_NIM_HEALTH_ROUTE": health_route(root)}
     env = {**os.environ, "OPENAI_HOST": host, "OPENAI_PORT": port, "GPU_COUNT": "1", **_runtime_param_env(params)}
     server = DrumServer(code_dir, work / "drum-builtin.log", ["--gpu-predictor", "nim", "--sidecar"], env).wait_ready()
     try:
@@ -114,6 +113,17 @@ def drum_builtin_run(work: Path, root: str, csv_bytes: bytes, rows: int, max_tok
     if not run.output_tokens:
         raise RuntimeError("the engine reports no token metrics; DRUM built-in throughput cannot be counted")
     return run
+
+
+def health_route(root: str) -> str:
+    """The engine's readiness route, which DRUM's NIM predictor polls: NIM's, else vLLM's and llama-server's."""
+    for route in ("/v1/health/ready", "/health"):
+        try:
+            if requests.get(root + route, timeout=5).status_code == 200:
+                return route
+        except requests.RequestException:
+            continue
+    return "/v1/health/ready"
 
 
 def _runtime_param_env(values: dict) -> dict:

@@ -9,6 +9,8 @@ PANEL_TITLES = {
     "isolated": "Isolated (like a GPU host): engine on its own core(s),\nDRUM and client on the others",
 }
 
+EXTERNAL_TITLE = "Engine at {engine};\nDRUM and client on this machine's {cpus} CPUs"
+
 
 def plot(facts: dict, phases: list, path: Path) -> None:
     import matplotlib
@@ -16,16 +18,17 @@ def plot(facts: dict, phases: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(phases), figsize=(6.2 * len(phases), 5.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(phases), figsize=(max(6.2 * len(phases), 8.5), 5.6), squeeze=False)
     for panel, phase in zip(axes[0], phases):
-        _panel(panel, phase, PANEL_TITLES[phase.mode].format(cpus=facts["cpus"]))
+        title = EXTERNAL_TITLE if facts["engine_kind"] == "external" else PANEL_TITLES[phase.mode]
+        _panel(panel, phase, title.format(cpus=facts["cpus"], engine=facts["engine"]))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=len(phases) + 1, frameon=False)
     gpus = "; ".join(facts["gpus"]) or "no GPU"
     figure.suptitle(f"Output tokens/s against requests in flight (higher is better)\n{facts['engine_kind']} engine, "
                     f"{facts['model']}, max_tokens {facts['max_tokens']}, {facts['cpus']} CPUs, {gpus}, "
                     f"{facts['date'][:10]}", fontsize=10)
-    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    figure.tight_layout(rect=(0, 0.1 if len(phases) > 1 else 0.16, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
 

@@ -14,7 +14,7 @@ def facts(args, machine: dict, base_url: str, model: str, kind: str, split) -> d
             **machine, "engine": base_url, "engine_kind": kind, "model": model, "prompts": args.prompts,
             "max_tokens": args.max_tokens, "sweep_requests": args.sweep_requests,
             "max_concurrency": args.max_concurrency, "engine_slots": None if kind == "external" else args.engine_slots,
-            "engine_threads": args.engine_threads or "one per core it may use",
+            "engine_threads": "n/a" if kind == "external" else args.engine_threads or "one per core it may use",
             "isolation": split.describe() if split else None}
 
 
