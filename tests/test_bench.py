@@ -1,4 +1,4 @@
-"""A smoke run of the benchmark (4 prompts), so that `make bench` cannot rot."""
+"""A smoke run of the benchmark (a few prompts, low concurrency, isolation on), so that `make bench` cannot rot."""
 
 import json
 import re
@@ -7,22 +7,34 @@ import sys
 
 from conftest import REPO
 
+SCRIPT_LINES = ["ratio ours/limit", "ratio captured", "ratio chat-drum/direct@8", "ratio chat-drum/direct@8 isolated",
+                "added latency p50 ms", "added latency p99 ms"]
 
-def test_the_benchmark_runs_end_to_end_and_ends_with_the_three_ratios(tmp_path):
+
+def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "bench.py"), "--prompts", "4", "--max-tokens", "16",
-         "--concurrency", "1,2", "--out", str(out)],
+        [sys.executable, str(REPO / "bench" / "bench.py"), "--prompts", "4", "--max-tokens", "8",
+         "--concurrency", "1,2", "--sweep-requests", "4", "--max-concurrency", "2", "--engine-slots", "8",
+         "--latency-pairs", "10", "--isolate", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-3:]
-    assert [line.split(":")[0] for line in last] == [
-        "ratio ours/limit", "ratio ours/drum-builtin", "ratio chat-drum/direct@8"
-    ]
-    assert all(re.fullmatch(r"ratio [^:]+: \d+\.\d\d", line) for line in last)
+    last = result.stdout.strip().splitlines()[-len(SCRIPT_LINES):]
+    assert [line.split(":")[0] for line in last] == SCRIPT_LINES
+    assert all(re.fullmatch(r"[^:]+: -?\d+\.\d+", line) for line in last), last
+    ours_over_limit = float(last[0].split(": ")[1])
+    assert ours_over_limit <= 1.02 or "MEASUREMENT ERROR (shared): ours/limit" in result.stdout
+    assert re.search(r"^machine: .*\d+ CPUs", result.stdout, re.MULTILINE)
+    assert re.search(r"^engine: embedded llama-server \S+", result.stdout, re.MULTILINE)
+
     report = json.loads((out / "bench.json").read_text())
-    names = {run["name"] for run in report["runs"]}
-    assert {"direct", "ours: /predictions", "DRUM built-in: /predictions", "chat via drum"} <= names
-    assert all(run["output_token_throughput"] > 0 for run in report["runs"])
+    assert set(report["phases"]) == {"shared", "isolated"}
+    for phase in report["phases"].values():
+        names = {run["name"] for run in phase["runs"]}
+        assert {"direct, streamed", "direct, not streamed", "ours: /predictions", "DRUM built-in: /predictions",
+                "chat via DRUM, streamed"} <= names
+        assert all(run["output_token_throughput"] > 0 for run in phase["runs"])
+        assert phase["added_latency"]["pairs"] == 10
+        assert phase["ratios"]["limit"]["mode"] in ("direct, streamed", "direct, not streamed")
     assert (out / "bench.png").stat().st_size > 10_000

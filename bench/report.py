@@ -1,0 +1,146 @@
+"""The report: header facts, the ratios, the tables (plain and markdown), the JSON, the plot and the script lines."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+OURS_OVER_LIMIT_TOLERANCE = 1.02  # above this, the sweep missed the engine's limit
+
+
+def facts(args, machine: dict, base_url: str, model: str, kind: str, split) -> dict:
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            **machine, "engine": base_url, "engine_kind": kind, "model": model, "prompts": args.prompts,
+            "max_tokens": args.max_tokens, "sweep_requests": args.sweep_requests,
+            "max_concurrency": args.max_concurrency, "engine_slots": None if kind == "external" else args.engine_slots,
+            "engine_threads": "n/a" if kind == "external" else args.engine_threads or "one per core it may use",
+            "isolation": split.describe() if split else None}
+
+
+def print_header(facts: dict) -> None:
+    gpus = "; ".join(facts["gpus"]) or "none"
+    print(f"date: {facts['date']}\nmachine: {facts['machine']}, {facts['cpus']} CPUs ({facts['cpus_usable']} usable), "
+          f"{facts['cpu_model']}\nGPU: {gpus}\nengine: {facts['engine_kind']} {facts['engine_version']} at "
+          f"{facts['engine']}, model {facts['model']}, slots {facts['engine_slots'] or 'n/a'}, "
+          f"threads {facts['engine_threads']}\n"
+          f"DRUM: {facts['drum_version']}\nprompts: {facts['prompts']} max_tokens: {facts['max_tokens']} "
+          f"our max_concurrency: {facts['max_concurrency']}\nisolation: {facts['isolation'] or 'off'}", flush=True)
+
+
+def ratios(phase) -> dict:
+    direct = phase.streamed + phase.not_streamed
+    limit = max(direct, key=lambda run: run.output_token_throughput)
+    one_at_a_time = next(r for r in phase.not_streamed if r.concurrency == 1)
+    streamed_at = {r.concurrency: r for r in phase.streamed}
+    ceiling = limit.output_token_throughput / one_at_a_time.output_token_throughput
+    ours_builtin = phase.ours.output_token_throughput / phase.builtin.output_token_throughput
+    return {
+        "limit": {"output_token_throughput": round(limit.output_token_throughput, 1),
+                  "concurrency": limit.concurrency, "mode": limit.name, "sweep_flattened": phase.plateaued},
+        "ours/limit": phase.ours.output_token_throughput / limit.output_token_throughput,
+        "ceiling": ceiling,
+        "ours/drum-builtin": ours_builtin,
+        "captured": ours_builtin / ceiling,
+        **{f"chat-drum/direct@{c.concurrency}": c.output_token_throughput / streamed_at[c.concurrency].output_token_throughput
+           for c in phase.chat},
+        "added latency p50 ms": phase.added_latency["p50_ms"],
+        "added latency p99 ms": phase.added_latency["p99_ms"],
+    }
+
+
+def finish(facts: dict, phases: list, out: Path) -> None:
+    by_mode = {phase.mode: (phase, ratios(phase)) for phase in phases}
+    for phase, figures in by_mode.values():
+        print(f"\n{phase.mode}:")
+        print_table(all_runs(phase))
+        print_figures(figures)
+    print("\nmarkdown, for the README:\n")
+    print(markdown(by_mode))
+    report = {**facts, "phases": {mode: {"runs": [r.summary() for r in all_runs(p)], "added_latency": p.added_latency,
+                                         "ratios": _rounded(f)} for mode, (p, f) in by_mode.items()}}
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    from plot import plot
+
+    plot(facts, phases, out / "bench.png")
+    print(f"\nresults: {out / 'bench.json'}, {out / 'bench.png'}\n")
+    print_script_lines(by_mode)
+
+
+def all_runs(phase) -> list:
+    return [*phase.streamed, *phase.not_streamed, *([phase.drum_score] if phase.drum_score else []),
+            phase.ours, phase.builtin, *phase.chat]
+
+
+def print_table(runs: list) -> None:
+    head = f"{'run':<28}{'conc':>5}{'req':>5}{'sec':>8}{'req/s':>8}{'out tok/s':>11}{'TTFT ms':>9}{'ITL ms':>8}{'lat ms':>9}  CPU cores busy"
+    print(head + "\n" + "-" * len(head))
+    for s in (run.summary() for run in runs):
+        print(f"{s['name']:<28}{s['concurrency']:>5}{s['requests']:>5}{s['seconds']:>8.1f}{s['request_throughput']:>8.2f}"
+              f"{s['output_token_throughput']:>11.1f}{_fmt(s['time_to_first_token_ms']):>9}"
+              f"{_fmt(s['inter_token_latency_ms']):>8}{_fmt(s['request_latency_ms']):>9}  {_cpu(s)}")
+
+
+def print_figures(figures: dict) -> None:
+    limit = figures["limit"]
+    print(f"the limit: {limit['output_token_throughput']} output tok/s, {limit['mode']} at concurrency "
+          f"{limit['concurrency']}" + ("" if limit["sweep_flattened"] else
+                                       " (STILL RISING at the last level: add higher --concurrency levels)"))
+    print(f"ceiling (limit / one-at-a-time not streamed): {figures['ceiling']:.2f}; ours/drum-builtin: "
+          f"{figures['ours/drum-builtin']:.2f}; captured: {figures['captured']:.2f}")
+    print(f"latency DRUM adds to one short chat request: p50 {figures['added latency p50 ms']:.1f} ms, "
+          f"p99 {figures['added latency p99 ms']:.1f} ms")
+
+
+def markdown(by_mode: dict) -> str:
+    lines = ["| Cores | Run | Concurrency | Requests/s | Output tokens/s | TTFT ms | ITL ms | CPU cores busy |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for mode, (phase, _) in by_mode.items():
+        for s in (run.summary() for run in all_runs(phase)):
+            lines.append(f"| {mode} | {s['name']} | {s['concurrency']} | {s['request_throughput']:.2f} | "
+                         f"{s['output_token_throughput']:.1f} | {_fmt(s['time_to_first_token_ms'])} | "
+                         f"{_fmt(s['inter_token_latency_ms'])} | {_cpu(s)} |")
+    modes = list(by_mode)
+    lines += ["", "| Figure | " + " | ".join(modes) + " |", "| --- |" + " --- |" * len(modes)]
+    first = by_mode[modes[0]][1]
+    lines.append("| the limit (output tok/s, mode, concurrency) | " + " | ".join(
+        f"{f['limit']['output_token_throughput']}, {f['limit']['mode']}, {f['limit']['concurrency']}"
+        for _, f in by_mode.values()) + " |")
+    for key in (k for k in first if k != "limit"):
+        lines.append(f"| {key} | " + " | ".join(f"{f[key]:.2f}" for _, f in by_mode.values()) + " |")
+    return "\n".join(lines)
+
+
+def print_script_lines(by_mode: dict) -> None:
+    shared = by_mode["shared"][1]
+    isolated = by_mode["isolated"][1] if "isolated" in by_mode else None
+    for mode, (_, figures) in by_mode.items():
+        if figures["ours/limit"] > OURS_OVER_LIMIT_TOLERANCE:
+            print(f"MEASUREMENT ERROR ({mode}): ours/limit is {figures['ours/limit']:.2f}, above "
+                  f"{OURS_OVER_LIMIT_TOLERANCE}: the sweep did not reach the engine's limit (noise from other "
+                  "work on the machine, or too few levels or requests per level)")
+    for key in ("ceiling", "ours/drum-builtin", "chat-drum/direct@1"):
+        print(f"ratio {key}: {shared[key]:.2f}")
+    if isolated:
+        print(f"ratio chat-drum/direct@1 isolated: {isolated['chat-drum/direct@1']:.2f}")
+        print(f"added latency isolated p50 ms: {isolated['added latency p50 ms']:.1f}")
+        print(f"added latency isolated p99 ms: {isolated['added latency p99 ms']:.1f}")
+    print(f"ratio ours/limit: {shared['ours/limit']:.2f}")
+    print(f"ratio captured: {shared['captured']:.2f}")
+    print(f"ratio chat-drum/direct@8: {shared['chat-drum/direct@8']:.2f}")
+    print(f"ratio chat-drum/direct@8 isolated: {isolated['chat-drum/direct@8']:.2f}" if isolated else
+          "ratio chat-drum/direct@8 isolated: nan")
+    print(f"added latency p50 ms: {shared['added latency p50 ms']:.1f}")
+    print(f"added latency p99 ms: {shared['added latency p99 ms']:.1f}")
+
+
+def _rounded(figures: dict) -> dict:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+
+
+def _cpu(summary: dict) -> str:
+    return ", ".join(f"{name} {cores:.2f}" for name, cores in summary["cpu_cores_busy"].items() if cores >= 0.005)
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.1f}"
