@@ -41,13 +41,13 @@ class CoreSplit:
 def local_engine(kind: str, slots: int, split: CoreSplit | None, threads: int | None = None):
     """Start the local engine (pinned to split.engine, this process then moved to split.others); stop it after.
 
-    threads: the embedded engine's --threads; by default as many as the cores it may use.
+    threads: the embedded engine's --threads; by default the engine uses as many as the cores it may use.
     """
     everything = os.sched_getaffinity(0)
     if split:
         os.sched_setaffinity(0, split.engine)  # the engine inherits it: threads made later stay there
     try:
-        handle, stop = _start(kind, slots, threads or (len(split.engine) if split else None))
+        handle, stop = _start(kind, slots, threads)
     finally:
         os.sched_setaffinity(0, split.others if split else everything)
     try:
@@ -108,8 +108,7 @@ def cpu_seconds(pid: int | None, descendants: bool = True) -> float:
 
 
 def _with_threads(launch, threads: int | None):
-    # The embedded engine sets --threads to os.cpu_count(), which ignores CPU affinity: pinned to one
-    # core, two threads would take turns on it. Bench-only: match the threads to the pinned cores.
+    # --engine-threads: the embedded engine's --threads, instead of the cores it may use.
     if threads is None:
         return launch
     command = list(launch.command)

@@ -74,8 +74,14 @@ def _llama_server_command(settings: Settings, gguf: Path, port: int) -> list[str
     return [
         str(llama_server_binary()), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "--alias", settings.served_model_name, "--parallel", str(slots), "--cont-batching",
-        "--ctx-size", str(slots * SLOT_CONTEXT_TOKENS), "--threads", str(os.cpu_count() or 2),
+        "--ctx-size", str(slots * SLOT_CONTEXT_TOKENS), "--threads", str(usable_cpus()),
         # --poll 0: llama.cpp's threads otherwise spin while they wait for work, taking CPU from DRUM
         # and the scorer on small machines (docs/engines.md, measured with make bench).
         "--metrics", "--slots", "--no-webui", "--poll", "0",
     ]
+
+
+def usable_cpus() -> int:
+    # The CPUs this process may run on (taskset, a container's cpuset), not all the machine's: two
+    # threads pinned to one core take turns on it and stall (docs/engines.md, the bench's thread A/B).
+    return len(os.sched_getaffinity(0)) or 1
