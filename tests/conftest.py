@@ -35,6 +35,10 @@ from nim_drum.devtools.local_drum import DrumServer, free_port  # noqa: E402,F40
 from nim_drum.serving.settings import Settings  # noqa: E402
 
 
+# The extra columns our score returns beside the prediction, in order (DRUM: extraModelOutput).
+EXTRA_COLUMNS = ["finish_reason", "prompt_tokens", "completion_tokens", "error", "latency_ms", "retries"]
+
+
 def make_code_dir(path: Path) -> Path:
     """A code directory of its own (so its own engine): custom.py, the metadata, the package."""
     path.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import REPO, BusySlotMonitor, engine_root, free_port, runtime_env
+from conftest import EXTRA_COLUMNS, REPO, BusySlotMonitor, engine_root, free_port, runtime_env
 from nim_drum.devtools.local_drum import run_drum_score
 
 PROMPTS = REPO / "examples" / "prompts.csv"
@@ -51,7 +51,7 @@ def test_server_predictions_with_csv(local_server):
     body = response.json()
     assert len(body["predictions"]) == 2 and "Paris" in body["predictions"][0]
     columns = body["extraModelOutput"]["columns"]
-    assert columns == ["finish_reason", "prompt_tokens", "completion_tokens", "error", "latency_ms", "retries"]
+    assert columns == EXTRA_COLUMNS
 
 
 def test_server_chat_with_the_openai_sdk(local_server):

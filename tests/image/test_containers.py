@@ -20,7 +20,7 @@ import openai
 import pytest
 import requests
 
-from conftest import engine_root, free_port
+from conftest import EXTRA_COLUMNS, engine_root, free_port
 from nim_drum.devtools.dropin import CONTEXT_TARBALL, write_context
 from nim_drum.devtools.local_drum import ping_answers
 from standins import LAYOUTS, REPO, RUN_FLAGS, build_project_image, podman, rootfs_image, run_once, \
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.image
 
 TARGET = "resultText"
 CANARY_NGC_API_KEY = "nvapi-canary-image-4b9e1c"
-EXTRA_COLUMNS = {"finish_reason", "prompt_tokens", "completion_tokens", "error"}
 PROMPTS = b"promptText\nWhat is the capital of France?\nSay hello.\nName a colour.\n"
 LOGS = REPO / "output" / "image-test-logs"
 
@@ -120,7 +119,7 @@ def assert_our_score_ran(body: dict) -> None:
     # The extra columns are our score's: DRUM's built-in NIM /predict/ has none of them.
     assert len(body["predictions"]) == 3
     assert "Paris" in body["predictions"][0]
-    assert EXTRA_COLUMNS <= set(body["extraModelOutput"]["columns"]), body["extraModelOutput"]["columns"]
+    assert body["extraModelOutput"]["columns"] == EXTRA_COLUMNS, body["extraModelOutput"]["columns"]
 
 
 def assert_chat_streams(container: Container) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import free_port, runtime_env
+from conftest import EXTRA_COLUMNS, free_port, runtime_env
 from nim_drum.engines.launcher import state_dir_for
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.engines.vllm_engine import VENV_PYTHON
@@ -59,7 +59,7 @@ def test_server_predictions_with_csv(vllm_server):
     assert response.status_code == 200, response.text
     body = response.json()
     assert len(body["predictions"]) == 2 and "Paris" in body["predictions"][0]
-    assert body["extraModelOutput"]["columns"] == ["finish_reason", "prompt_tokens", "completion_tokens", "error"]
+    assert body["extraModelOutput"]["columns"] == EXTRA_COLUMNS
 
 
 def test_server_chat_and_streaming_with_the_openai_sdk(vllm_server):
