@@ -189,3 +189,8 @@ def fault_proxy(engine):
 def external_params(proxy, **params) -> dict:
     """Runtime parameters that score through `proxy` (engine=external) with short answers."""
     return {"engine": "external", "base_url": f"{proxy.url}/v1", "max_tokens": 8, "request_timeout": 15, **params}
+
+
+def load_settings(params: dict | None = None) -> Settings:
+    """The repository's Settings under the runtime parameters DRUM would set for params."""
+    return Settings.load(REPO, environ=runtime_env(params))

@@ -8,7 +8,7 @@ import threading
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, external_params, runtime_env
+from conftest import external_params, load_settings, runtime_env, TARGET
 from faultproxy import SLOW_SECONDS
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.engines.external import connect_external
@@ -16,7 +16,6 @@ from nim_drum.errors import ConfigError, RowsFailedError
 from nim_drum.serving import hooks
 from nim_drum.serving.deadline import deadline_seconds
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 DEADLINE = 8
 PROMPTS = ["Say hi. (row 0)", "Say hi. (row slow 1)", "Say hi. (row 2)", "Say hi. (row slow 3)"]
@@ -27,7 +26,7 @@ def deadline_error(seconds):
 
 
 def score_through(proxy, prompts, **params):
-    settings = Settings.load(REPO, environ=runtime_env(external_params(proxy, **params)))
+    settings = load_settings(external_params(proxy, **params))
     handle = connect_external(settings)
     return score_frame(pd.DataFrame({"promptText": prompts}), hooks.client_for(handle, settings), handle.model, settings)
 
@@ -71,13 +70,13 @@ def test_on_row_error_fail_counts_deadline_rows_as_engine_failures(fault_proxy):
     ],
 )
 def test_the_default_deadline_stays_under_drums_request_timeout(params, argv, seconds):
-    assert deadline_seconds(Settings.load(REPO, environ=runtime_env(params)), argv) == seconds
+    assert deadline_seconds(load_settings(params), argv) == seconds
 
 
 @pytest.mark.parametrize("value", [0, -5, "soon", 100000])
 def test_bad_deadlines_fail_at_start_naming_the_parameter(value):
     with pytest.raises(ConfigError, match="'batch_deadline_seconds' is .*allowed: a number from 1 to 86400"):
-        Settings.load(REPO, environ=runtime_env({"batch_deadline_seconds": value}))
+        load_settings({"batch_deadline_seconds": value})
 
 
 def test_drum_score_returns_every_row_at_the_deadline(fault_proxy, code_dir, tmp_path):
@@ -94,4 +93,4 @@ def test_drum_score_returns_every_row_at_the_deadline(fault_proxy, code_dir, tmp
 @pytest.mark.parametrize("value", [-1, 3601, 2.5, "never"])
 def test_bad_drum_request_timeouts_fail_at_start_naming_the_parameter(value):
     with pytest.raises(ConfigError, match="'DRUM_CLIENT_REQUEST_TIMEOUT' is .*allowed: a whole number from 0 to 3600"):
-        Settings.load(REPO, environ=runtime_env({"DRUM_CLIENT_REQUEST_TIMEOUT": value}))
+        load_settings({"DRUM_CLIENT_REQUEST_TIMEOUT": value})

@@ -8,12 +8,11 @@ import logging
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, external_params, runtime_env
+from conftest import external_params, load_settings, runtime_env, TARGET
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.engines.external import connect_external
 from nim_drum.serving import hooks
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 
 def chat_requests(proxy, text=""):
@@ -21,7 +20,7 @@ def chat_requests(proxy, text=""):
 
 
 def score_through(proxy, frame, **params):
-    settings = Settings.load(REPO, environ=runtime_env(external_params(proxy, **params)))
+    settings = load_settings(external_params(proxy, **params))
     handle = connect_external(settings)
     return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
 

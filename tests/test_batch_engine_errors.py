@@ -4,18 +4,17 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import REPO, external_params, make_code_dir, runtime_env, start_drum_server
+from conftest import external_params, load_settings, make_code_dir, start_drum_server
 from nim_drum.engines.external import connect_external
 from nim_drum.errors import RowsFailedError
 from nim_drum.serving import hooks
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 WHAT_TO_SET = {"401": "engine_api_key", "403": "engine_api_key", "404": "served_model_name"}
 
 
 def score_through(proxy, prompts, **params):
-    settings = Settings.load(REPO, environ=runtime_env(external_params(proxy, **params)))
+    settings = load_settings(external_params(proxy, **params))
     handle = connect_external(settings)
     return score_frame(pd.DataFrame({"promptText": prompts}), hooks.client_for(handle, settings), handle.model, settings)
 

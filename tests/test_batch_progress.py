@@ -6,17 +6,16 @@ import sys
 
 import pandas as pd
 
-from conftest import REPO, external_params, runtime_env
+from conftest import external_params, load_settings, REPO, runtime_env
 from faultproxy import SLOW_SECONDS
 from nim_drum.engines.external import connect_external
 from nim_drum.serving import hooks
 from nim_drum.serving.progress import LOG_EVERY_SECONDS, PROGRESS_FILE_ENV, read_progress
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 
 def score_through(proxy, prompts, **params):
-    settings = Settings.load(REPO, environ=runtime_env(external_params(proxy, **params)))
+    settings = load_settings(external_params(proxy, **params))
     handle = connect_external(settings)
     return score_frame(pd.DataFrame({"promptText": prompts}), hooks.client_for(handle, settings), handle.model, settings)
 

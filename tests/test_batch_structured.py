@@ -6,12 +6,11 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, runtime_env
+from conftest import load_settings, runtime_env, TARGET
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.errors import ConfigError
 from nim_drum.serving import hooks
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 SCHEMA = {
     "type": "object",
@@ -23,7 +22,7 @@ PROMPTS = [f"Name a large city in {country} and its population in millions, as J
 
 
 def score(engine, prompts, **params):
-    settings = Settings.load(REPO, environ=runtime_env(params))
+    settings = load_settings(params)
     frame = pd.DataFrame({"promptText": prompts})
     return score_frame(frame, hooks.client_for(engine, settings), engine.model, settings)
 
@@ -67,7 +66,7 @@ def test_an_answer_that_is_not_json_keeps_its_text_and_gets_a_row_error(engine):
 )
 def test_invalid_response_formats_fail_at_start_naming_the_parameter(value, words):
     with pytest.raises(ConfigError) as error:
-        Settings.load(REPO, environ=runtime_env({"response_format": value}))
+        load_settings({"response_format": value})
     assert "'response_format'" in str(error.value)
     for word in words:
         assert word in str(error.value)

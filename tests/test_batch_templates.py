@@ -6,19 +6,18 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, external_params, runtime_env
+from conftest import external_params, load_settings, runtime_env, TARGET
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.engines.external import connect_external
 from nim_drum.errors import ClientError, ConfigError
 from nim_drum.serving import hooks
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 TEMPLATE = "What is the capital of {country}? Answer in {style} words. {{literal}}"
 
 
 def score_through(proxy, frame, **params):
-    settings = Settings.load(REPO, environ=runtime_env(external_params(proxy, **params)))
+    settings = load_settings(external_params(proxy, **params))
     handle = connect_external(settings)
     return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
 
@@ -47,7 +46,7 @@ def test_a_row_whose_named_cells_are_all_empty_is_a_row_error(fault_proxy):
 
 
 def test_missing_columns_fail_the_request_naming_them_and_the_columns_present(engine):
-    settings = Settings.load(REPO, environ=runtime_env({"prompt_template": TEMPLATE}))
+    settings = load_settings({"prompt_template": TEMPLATE})
     with pytest.raises(ClientError) as error:
         score_frame(pd.DataFrame({"country": ["France"], "region": ["EU"]}), None, engine.model, settings)
     message = str(error.value)
@@ -67,7 +66,7 @@ def test_missing_columns_fail_the_request_naming_them_and_the_columns_present(en
 )
 def test_malformed_templates_fail_at_start_naming_the_parameter(template, words):
     with pytest.raises(ConfigError) as error:
-        Settings.load(REPO, environ=runtime_env({"prompt_template": template}))
+        load_settings({"prompt_template": template})
     for word in words:
         assert word in str(error.value)
 

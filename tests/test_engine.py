@@ -11,7 +11,7 @@ import openai
 import pytest
 import requests
 
-from conftest import REPO, free_port, runtime_env, wait_until
+from conftest import free_port, load_settings, REPO, runtime_env, wait_until
 from nim_drum.engines.embedded import start_embedded, stop_embedded
 from nim_drum.engines.external import connect_external
 from nim_drum.engines.launcher import state_dir_for
@@ -77,7 +77,7 @@ def test_an_engine_that_cannot_start_says_why_with_its_log(code_dir):
 
 
 def test_an_unreachable_external_engine_fails_at_start():
-    settings = Settings.load(REPO, environ=runtime_env({"engine": "external", "base_url": "http://127.0.0.1:9/v1"}))
+    settings = load_settings({"engine": "external", "base_url": "http://127.0.0.1:9/v1"})
     with pytest.raises(EngineError, match="127.0.0.1:9/v1 cannot be reached"):
         connect_external(settings)
 
@@ -86,7 +86,7 @@ def test_an_external_engine_serves_its_first_model(code_dir):
     # An upstream whose model is not called datarobot-deployed-llm, so that the default name cannot pass.
     upstream = start_embedded(Settings.load(code_dir, environ=runtime_env({"served_model_name": "smollm2-upstream"})),
                               code_dir)
-    settings = Settings.load(REPO, environ=runtime_env({"engine": "external", "base_url": upstream.base_url}))
+    settings = load_settings({"engine": "external", "base_url": upstream.base_url})
     handle = connect_external(settings)
     assert (handle.kind, handle.base_url, handle.model) == ("external", upstream.base_url, "smollm2-upstream")
 
@@ -111,7 +111,7 @@ def test_stopping_with_a_corrupt_state_file_stops_nothing_and_does_not_fail(code
 
 def test_a_base_url_with_user_info_is_redacted_in_errors_and_logs(caplog):
     url = "http://alice:canary-url-password@127.0.0.1:9/v1"
-    settings = Settings.load(REPO, environ=runtime_env({"engine": "external", "base_url": url}))
+    settings = load_settings({"engine": "external", "base_url": url})
     with caplog.at_level(logging.INFO, logger="nim_drum"), pytest.raises(EngineError) as error:
         connect_external(settings)
     assert "http://127.0.0.1:9/v1 cannot be reached" in str(error.value)

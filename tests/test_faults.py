@@ -9,7 +9,7 @@ import threading
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, busy_slots, engine_root, free_port, runtime_env, wait_until
+from conftest import busy_slots, engine_root, free_port, load_settings, runtime_env, TARGET, wait_until
 from faultproxy import FaultProxy
 from nim_drum.serving import hooks
 from nim_drum.serving.chat import chat
@@ -32,7 +32,7 @@ def settings_for(base_url, **params):
     # a busy 2-core machine.
     params = {"engine": "external", "base_url": base_url, "max_tokens": 8, "request_timeout": 15,
               "max_concurrency": 4, **params}
-    return Settings.load(REPO, environ=runtime_env(params))
+    return load_settings(params)
 
 
 def score_through(proxy, prompts, **params):
@@ -91,7 +91,7 @@ def test_on_row_error_fail_lists_the_failed_rows(proxy):
 
 
 def test_on_row_error_fail_for_bad_rows_only_is_a_422(engine):
-    settings = Settings.load(REPO, environ=runtime_env({"on_row_error": "fail"}))
+    settings = load_settings({"on_row_error": "fail"})
     frame = pd.DataFrame({"promptText": ["Say hi.", "  "]})
     with pytest.raises(RowsFailedError) as error:
         score_frame(frame, hooks.client_for(engine, settings), engine.model, settings)
@@ -110,7 +110,7 @@ def test_a_cut_stream_reaches_the_client_as_an_error(proxy):
 
 
 def test_engine_http_errors_in_chat_keep_their_status(engine):
-    settings = Settings.load(REPO, environ=runtime_env())
+    settings = load_settings()
     request = {"messages": [{"role": "user", "content": "hello " * 5000}]}
     with pytest.raises(ClientError) as error:
         chat(request, hooks.client_for(engine, settings), engine.model)

@@ -6,15 +6,14 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import REPO, TARGET, BusySlotMonitor, engine_root, runtime_env
+from conftest import BusySlotMonitor, engine_root, load_settings, TARGET
 from nim_drum.serving import hooks
 from nim_drum.errors import ClientError
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 
 def score(engine, prompts, **params):
-    settings = Settings.load(REPO, environ=runtime_env(params))
+    settings = load_settings(params)
     client = hooks.client_for(engine, settings)
     frame = pd.DataFrame({settings.prompt_column_name: prompts})
     return score_frame(frame, client, engine.model, settings)
@@ -73,7 +72,7 @@ def test_a_prompt_longer_than_the_context_is_a_row_error(engine):
 
 
 def test_a_missing_prompt_column_names_what_was_expected_and_what_is_there(engine):
-    settings = Settings.load(REPO, environ=runtime_env())
+    settings = load_settings()
     with pytest.raises(ClientError) as error:
         score_frame(pd.DataFrame({"question": ["x"], "id": [1]}), None, engine.model, settings)
     message = str(error.value)

@@ -3,13 +3,13 @@
 import pytest
 import yaml
 
-from conftest import REPO, runtime_env
+from conftest import load_settings, REPO, runtime_env
 from nim_drum.errors import ConfigError
 from nim_drum.serving.settings import Settings
 
 
 def load(**params):
-    return Settings.load(REPO, environ=runtime_env(params))
+    return load_settings(params)
 
 
 def test_metadata_defaults_apply_without_a_values_file():
