@@ -20,15 +20,25 @@ VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
 
-.PHONY: setup score test test-vllm bench dropin image image-tarballs wheelhouse test-image clean lock
+.PHONY: setup score test lint test-slow test-vllm bench dropin image image-tarballs wheelhouse test-image clean lock
 
 setup: $(VENV)/.runtime $(VENV)/.engine
 
 score: setup
 	$(PY) -m nim_drum.devtools.batch $(PROMPTS) $(PREDICTIONS)
 
-test: setup $(VENV)/.dev
+test: setup $(VENV)/.dev lint
 	$(PY) -m pytest
+
+# The layer contracts (pyproject.toml [tool.importlinter]), ruff and mypy.
+lint: $(VENV)/.dev
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The 60-second load test and the benchmark's smoke run: in .ci/run, not in make test.
+test-slow: setup $(VENV)/.dev
+	$(PY) -m pytest -m "load or bench"
 
 # make bench ARGS="--base-url http://nim:8000/v1 --api-key ..." measures a real NIM instead.
 bench: setup $(VENV)/.dev
@@ -60,8 +70,10 @@ $(VLLM_VENV)/.checkpoint: $(VLLM_VENV)/.vllm $(VENV)/.engine tests/vllm/make_che
 $(UV): | $(PY)
 	$(PIP) install uv==$(UV_VERSION)
 
-$(VENV)/.runtime: requirements.lock | $(UV)
+# nim_drum itself is installed editable (pyproject.toml), so tests, the bench and DRUM import this checkout.
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(UV)
 	$(UV) pip install --python $(PY) -r requirements.lock
+	$(UV) pip install --python $(PY) --no-deps -e .
 	touch $@
 
 lock: $(UV)

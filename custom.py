@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from nim_drum.serving import hooks
+from nim_drum import hooks
 
 CODE_DIR = Path(__file__).resolve().parent
 

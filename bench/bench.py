@@ -27,12 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import drum_runs  # noqa: E402
-import report  # noqa: E402
-from loadgen import Run, client_for, make_prompts, measure, paired_added_latency, requests_at, sweep  # noqa: E402
-from machine import REPO, CoreSplit, cpu_seconds, engine_pid, header, local_engine  # noqa: E402
+import drum_runs
+import report
+from loadgen import Run, client_for, make_prompts, measure, paired_added_latency, requests_at, sweep
+from machine import REPO, CoreSplit, cpu_seconds, engine_pid, header, local_engine
 
 CHAT_LEVELS = (1, 8)
 WARM_UP_REQUESTS = 4  # a fresh engine's first requests are slow; not measured

@@ -6,16 +6,17 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import requests
 
+from nim_drum.devtools.local_drum import DrumServer, run_drum_score
+
 from loadgen import Run
 from machine import REPO
-from nim_drum.devtools.local_drum import DrumServer, run_drum_score
 
 
 def engine_tokens_counter(root: str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import openai
@@ -73,7 +73,7 @@ def stream_one(client: openai.OpenAI, model: str, prompt: str, max_tokens: int) 
         if chunk.usage:
             tokens = chunk.usage.completion_tokens
     ttft = (arrivals[0] - started) * 1000 if arrivals else None
-    itl = [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])]
+    itl = [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
     return (time.perf_counter() - started) * 1000, ttft, itl, tokens or len(arrivals)
 
 

@@ -58,7 +58,7 @@ def local_engine(kind: str, slots: int, split: CoreSplit | None, threads: int | 
 
 
 def _start(kind: str, slots: int, threads: int | None):
-    from nim_drum.serving.settings import Settings
+    from nim_drum.config.settings import Settings
 
     environ = {"MLOPS_RUNTIME_PARAM_max_concurrency": json.dumps({"type": "numeric", "payload": slots}),
                "MLOPS_RUNTIME_PARAM_engine": json.dumps({"type": "string", "payload": kind})}

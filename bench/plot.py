@@ -19,7 +19,7 @@ def plot(facts: dict, phases: list, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(phases), figsize=(max(6.2 * len(phases), 8.5), 5.6), squeeze=False)
-    for panel, phase in zip(axes[0], phases):
+    for panel, phase in zip(axes[0], phases, strict=False):
         title = EXTERNAL_TITLE if facts["engine_kind"] == "external" else PANEL_TITLES[phase.mode]
         _panel(panel, phase, title.format(cpus=facts["cpus"], engine=facts["engine"]))
     handles, labels = axes[0][0].get_legend_handles_labels()

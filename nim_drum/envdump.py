@@ -14,7 +14,8 @@ import json
 import os
 import re
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 REDACTED = "<redacted>"
 RUNTIME_PARAM_PREFIX = "MLOPS_RUNTIME_PARAM_"

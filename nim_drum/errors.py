@@ -1,7 +1,13 @@
 """The errors this package raises. Each message says what was wrong and what to do next.
 
-No DRUM import here: nim_drum.serving.hooks turns a RequestError into DRUM's CustomHTTPError at the
+No DRUM import here: nim_drum.hooks turns a RequestError into DRUM's CustomHTTPError at the
 hook boundary, so the rest of the package does not depend on DRUM.
+
+Raising policy: an error raised while handling another keeps it as its cause, `raise ... from err`,
+so the log shows both. Where the cause's text may hold a secret (a URL's user info or signed query
+string), raise `from redacted_cause(err)` (nim_drum.redaction): the cause's type and its text with
+every URL redacted. Settings errors keep pydantic's cause, which hides the inputs
+(`hide_input_in_errors`). `from None` is not used.
 """
 
 
@@ -45,3 +51,7 @@ class RowsFailedError(RequestError):
 
 class ArtifactError(DropinError):
     """Model or LoRA artifacts could not be fetched, verified or put in place."""
+
+
+class RedactedCause(Exception):
+    """The cause of an error, as its type's name and its text with secrets taken out."""

@@ -18,12 +18,14 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from artifact_server import ArtifactServer, s3_server
-from conftest import REPO, VENV_BIN, runtime_env, wait_until
 from nim_drum.artifacts import routes as artifacts
-from nim_drum.artifacts.routes import LOCK_FILE, MARKER, prepare_artifacts
+from nim_drum.artifacts.routes import LOCK_FILE, MARKER
+from nim_drum.config.settings import Settings
 from nim_drum.errors import ArtifactError
-from nim_drum.serving.settings import Settings
+from nim_drum.hooks import place_artifacts
+
+from artifact_server import ArtifactServer, s3_server
+from helpers import REPO, VENV_BIN, runtime_env, wait_until
 
 
 def settings(code_dir, **params):
@@ -56,7 +58,7 @@ def sha256_of(path):
 def test_model_repo_route_installs_once_and_a_restart_makes_zero_requests(code_dir, served, caplog):
     caplog.set_level(logging.INFO)
     params = {"model_artifact_uri": f"{served.url}/store-v1.tgz"}
-    prepare_artifacts(settings(code_dir, **params), code_dir)
+    place_artifacts(settings(code_dir, **params), code_dir)
     repo = code_dir / "model-repo"
     assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "config.json", "weights"]
     assert (repo / "weights" / "model.bin").stat().st_size == 300_000
@@ -65,17 +67,17 @@ def test_model_repo_route_installs_once_and_a_restart_makes_zero_requests(code_d
     assert "local model directory route" in caplog.text
     served.requests.clear()
 
-    prepare_artifacts(settings(code_dir, **params), code_dir)
+    place_artifacts(settings(code_dir, **params), code_dir)
 
     assert served.requests == []
     assert "already in" in caplog.text
 
 
 def test_a_changed_source_replaces_what_was_installed_and_keeps_other_files(code_dir, served):
-    prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
+    place_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
     (code_dir / "model-repo" / "README-mine.txt").write_text("not from the artifact")
 
-    prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
+    place_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
 
     repo = code_dir / "model-repo"
     assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "README-mine.txt", "config.json", "model-v2.bin"]
@@ -84,7 +86,7 @@ def test_a_changed_source_replaces_what_was_installed_and_keeps_other_files(code
 
 def test_a_checksum_mismatch_fails_clearly_and_leaves_nothing(code_dir, served):
     with pytest.raises(ArtifactError, match="sha256 mismatch.*Nothing was put in place"):
-        prepare_artifacts(
+        place_artifacts(
             settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz", model_artifact_sha256="a" * 64),
             code_dir,
         )
@@ -95,7 +97,7 @@ def test_a_damaged_archive_leaves_no_marker_and_no_half_filled_folder(code_dir, 
     data = (served.root / "store-v1.tgz").read_bytes()
     (served.root / "cut.tgz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="damaged or truncated"):
-        prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/cut.tgz"), code_dir)
+        place_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/cut.tgz"), code_dir)
     assert [p.name for p in (code_dir / "model-repo").iterdir()] == [LOCK_FILE]
 
 
@@ -103,7 +105,7 @@ def test_entries_of_an_interrupted_install_are_removed_before_installing_again(c
     repo = code_dir / "model-repo"
     (repo / "half-moved").mkdir(parents=True)
     (repo / MARKER).write_text(json.dumps({"source": "x", "complete": False, "entries": ["half-moved"]}))
-    prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
+    place_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v2.tgz"), code_dir)
     assert sorted(p.name for p in repo.iterdir()) == [MARKER, LOCK_FILE, "config.json", "model-v2.bin"]
 
 
@@ -115,7 +117,7 @@ def test_an_unwritable_destination_names_the_user_and_the_path(code_dir, served,
     monkeypatch.setenv("NIM_CACHE_PATH", str(blocker / "cache"))
     params = {"model_artifact_uri": f"{served.url}/store-v1.tgz", "model_artifact_route": "cache"}
     with pytest.raises(ArtifactError) as error:
-        prepare_artifacts(settings(code_dir, **params), code_dir)
+        place_artifacts(settings(code_dir, **params), code_dir)
     message = str(error.value)
     assert f"Unable to write to NIM_CACHE_PATH {blocker / 'cache'} as user root (uid 0" in message
     assert "Not a directory" in message and served.requests == []
@@ -125,7 +127,7 @@ def test_not_enough_space_for_the_declared_size_fails_before_any_request(code_di
     free_gb = artifacts.free_bytes(code_dir) / artifacts.GB
     params = {"model_artifact_uri": f"{served.url}/store-v1.tgz", "model_artifact_size_gb": round(free_gb + 50)}
     with pytest.raises(ArtifactError, match="Not enough free space.*declared model_artifact_size_gb needs"):
-        prepare_artifacts(settings(code_dir, **params), code_dir)
+        place_artifacts(settings(code_dir, **params), code_dir)
     assert served.requests == []
 
 
@@ -133,7 +135,7 @@ def test_not_enough_space_for_the_download_fails_before_downloading(code_dir, se
     # The free-space probe is simulated: this disk has room for anything this test can serve.
     monkeypatch.setattr(artifacts, "free_bytes", lambda path: 1000)
     with pytest.raises(ArtifactError, match=r"Not enough free space.*downloading http://127.0.0.1:\d+/store-v1.tgz needs"):
-        prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
+        place_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
     assert [r["method"] for r in served.requests] == ["HEAD"]
 
 
@@ -147,7 +149,7 @@ def test_workers_starting_together_fetch_once_and_say_they_wait(code_dir, served
 
     def worker():
         try:
-            prepare_artifacts(chosen, code_dir)
+            place_artifacts(chosen, code_dir)
         except Exception as err:  # noqa: BLE001 - reported by the assertion below
             errors.append(err)
 
@@ -164,13 +166,13 @@ def test_workers_starting_together_fetch_once_and_say_they_wait(code_dir, served
 
 REPLICA = textwrap.dedent(
     """
-    import logging, sys
-    sys.path.insert(0, {repo!r})
+    import logging
+    from nim_drum import hooks
     from nim_drum.artifacts import routes
-    from nim_drum.serving.settings import Settings
+    from nim_drum.config.settings import Settings
     logging.basicConfig(level=logging.INFO)
     routes.LOCK_LOG_SECONDS = 0.2
-    routes.prepare_artifacts(Settings.load({repo!r}), {repo!r})
+    hooks.place_artifacts(Settings.load({repo!r}), {repo!r})
     """
 )
 
@@ -211,7 +213,7 @@ def test_a_lock_release_that_fails_is_tolerated(code_dir, served, caplog, monkey
 
     monkeypatch.setattr(artifacts, "FileLock", ReleaseFails)
     caplog.set_level(logging.WARNING)
-    prepare_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
+    place_artifacts(settings(code_dir, model_artifact_uri=f"{served.url}/store-v1.tgz"), code_dir)
     assert json.loads((code_dir / "model-repo" / MARKER).read_text())["complete"]
     assert "could not release" in caplog.text and "Stale file handle" in caplog.text
 
@@ -238,7 +240,7 @@ def test_cache_route_from_s3_and_lora_adapters(code_dir, s3_store, tmp_path, mon
         "model_artifact_credential": {"credentialType": "s3", "awsAccessKeyId": "AKIDTEST",
                                       "awsSecretAccessKey": "S3-SECRET-5"},
     }
-    prepare_artifacts(settings(code_dir, **params), code_dir)
+    place_artifacts(settings(code_dir, **params), code_dir)
     assert (tmp_path / "nim-cache" / "ngc" / "hub" / "models--nim--llm" / "blobs" / "abc").stat().st_size == 5000
     assert os.environ["NIM_PEFT_SOURCE"] == str(code_dir / "loras")
     assert (code_dir / "loras" / "math-lora" / "adapter_config.json").exists()
@@ -248,7 +250,7 @@ def test_cache_route_from_s3_and_lora_adapters(code_dir, s3_store, tmp_path, mon
 
 def test_ngc_route_fetches_nothing(code_dir, caplog):
     caplog.set_level(logging.INFO)
-    prepare_artifacts(settings(code_dir, NGC_API_KEY={"credentialType": "api_token", "apiToken": "k"}), code_dir)
+    place_artifacts(settings(code_dir, NGC_API_KEY={"credentialType": "api_token", "apiToken": "k"}), code_dir)
     assert "NGC route" in caplog.text and not (code_dir / "model-repo").exists()
 
 
@@ -256,7 +258,7 @@ def test_local_directory_source(code_dir, tmp_path):
     source = tmp_path / "store"
     (source / "sub").mkdir(parents=True)
     (source / "sub" / "w.bin").write_bytes(b"w")
-    prepare_artifacts(settings(code_dir, model_artifact_uri=f"file://{source}"), code_dir)
+    place_artifacts(settings(code_dir, model_artifact_uri=f"file://{source}"), code_dir)
     assert (code_dir / "model-repo" / "sub" / "w.bin").read_bytes() == b"w"
 
 

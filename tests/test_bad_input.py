@@ -3,8 +3,8 @@
 import pytest
 import requests
 
-from conftest import engine_root, make_code_dir, start_drum_server
 from faultproxy import FaultProxy
+from helpers import engine_root, make_code_dir, start_drum_server
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def rows(response):
     assert response.status_code == 200, response.text
     body = response.json()
     columns = body["extraModelOutput"]["columns"]
-    errors = [dict(zip(columns, row))["error"] for row in body["extraModelOutput"]["data"]]
+    errors = [dict(zip(columns, row, strict=False))["error"] for row in body["extraModelOutput"]["data"]]
     return body["predictions"], errors
 
 

@@ -8,14 +8,13 @@ import threading
 import pandas as pd
 import pytest
 
-from conftest import external_params, load_settings, runtime_env, TARGET
-from faultproxy import SLOW_SECONDS
+from nim_drum.config.drum_run import DrumRun
 from nim_drum.devtools.local_drum import run_drum_score
-from nim_drum.engines.external import connect_external
 from nim_drum.errors import ConfigError, RowsFailedError
-from nim_drum.serving import hooks
 from nim_drum.serving.deadline import deadline_seconds
-from nim_drum.serving.scoring import score_frame
+
+from faultproxy import SLOW_SECONDS
+from helpers import TARGET, external_params, load_settings, runtime_env, score_through
 
 DEADLINE = 8
 PROMPTS = ["Say hi. (row 0)", "Say hi. (row slow 1)", "Say hi. (row 2)", "Say hi. (row slow 3)"]
@@ -23,12 +22,6 @@ PROMPTS = ["Say hi. (row 0)", "Say hi. (row slow 1)", "Say hi. (row 2)", "Say hi
 
 def deadline_error(seconds):
     return f"deadline exceeded after {seconds} s; rerun these rows or raise batch_deadline_seconds"
-
-
-def score_through(proxy, prompts, **params):
-    settings = load_settings(external_params(proxy, **params))
-    handle = connect_external(settings)
-    return score_frame(pd.DataFrame({"promptText": prompts}), hooks.client_for(handle, settings), handle.model, settings)
 
 
 def test_rows_unfinished_at_the_deadline_get_a_deadline_error_and_the_rest_are_kept(fault_proxy):
@@ -70,7 +63,7 @@ def test_on_row_error_fail_counts_deadline_rows_as_engine_failures(fault_proxy):
     ],
 )
 def test_the_default_deadline_stays_under_drums_request_timeout(params, argv, seconds):
-    assert deadline_seconds(load_settings(params), argv) == seconds
+    assert deadline_seconds(load_settings(params), DrumRun.detect(argv=argv, environ={})) == seconds
 
 
 @pytest.mark.parametrize("value", [0, -5, "soon", 100000])

@@ -8,21 +8,13 @@ import logging
 import pandas as pd
 import pytest
 
-from conftest import external_params, load_settings, runtime_env, TARGET
 from nim_drum.devtools.local_drum import run_drum_score
-from nim_drum.engines.external import connect_external
-from nim_drum.serving import hooks
-from nim_drum.serving.scoring import score_frame
+
+from helpers import TARGET, external_params, runtime_env, score_through
 
 
 def chat_requests(proxy, text=""):
     return len(proxy.attempts_matching(text))
-
-
-def score_through(proxy, frame, **params):
-    settings = load_settings(external_params(proxy, **params))
-    handle = connect_external(settings)
-    return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
 
 
 def test_identical_prompts_at_temperature_0_are_sent_once_and_fanned_out(fault_proxy, caplog):

@@ -1,22 +1,13 @@
 """An engine's 401, 403 or 404 while scoring is an engine or configuration failure, never the row's fault."""
 
-import pandas as pd
 import pytest
 import requests
 
-from conftest import external_params, load_settings, make_code_dir, start_drum_server
-from nim_drum.engines.external import connect_external
 from nim_drum.errors import RowsFailedError
-from nim_drum.serving import hooks
-from nim_drum.serving.scoring import score_frame
+
+from helpers import external_params, make_code_dir, score_through, start_drum_server
 
 WHAT_TO_SET = {"401": "engine_api_key", "403": "engine_api_key", "404": "served_model_name"}
-
-
-def score_through(proxy, prompts, **params):
-    settings = load_settings(external_params(proxy, **params))
-    handle = connect_external(settings)
-    return score_frame(pd.DataFrame({"promptText": prompts}), hooks.client_for(handle, settings), handle.model, settings)
 
 
 @pytest.mark.parametrize("status", ["401", "403", "404"])

@@ -6,18 +6,10 @@ import sys
 
 import pandas as pd
 
-from conftest import external_params, load_settings, REPO, runtime_env
-from faultproxy import SLOW_SECONDS
-from nim_drum.engines.external import connect_external
-from nim_drum.serving import hooks
 from nim_drum.serving.progress import LOG_EVERY_SECONDS, PROGRESS_FILE_ENV, read_progress
-from nim_drum.serving.scoring import score_frame
 
-
-def score_through(proxy, prompts, **params):
-    settings = load_settings(external_params(proxy, **params))
-    handle = connect_external(settings)
-    return score_frame(pd.DataFrame({"promptText": prompts}), hooks.client_for(handle, settings), handle.model, settings)
+from faultproxy import SLOW_SECONDS
+from helpers import REPO, external_params, runtime_env, score_through
 
 
 def test_score_writes_its_counts_to_the_progress_file(fault_proxy, tmp_path, monkeypatch):

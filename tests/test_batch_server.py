@@ -10,8 +10,8 @@ import json
 import pytest
 import requests
 
-from conftest import engine_root, external_params, make_code_dir, start_drum_server
 from faultproxy import FaultProxy
+from helpers import engine_root, external_params, make_code_dir, start_drum_server
 
 TEMPLATE = "{question} Reply as JSON with the key answer."
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
@@ -45,7 +45,7 @@ def rows(response):
     assert response.status_code == 200, response.text
     body = response.json()
     extra = body["extraModelOutput"]
-    return body["predictions"], [dict(zip(extra["columns"], row)) for row in extra["data"]]
+    return body["predictions"], [dict(zip(extra["columns"], row, strict=False)) for row in extra["data"]]
 
 
 def test_templated_json_answers_with_duplicates_sent_once(server, proxy):

@@ -6,11 +6,10 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import load_settings, runtime_env, TARGET
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.errors import ConfigError
-from nim_drum.serving import hooks
-from nim_drum.serving.scoring import score_frame
+
+from helpers import TARGET, load_settings, runtime_env, score_with
 
 SCHEMA = {
     "type": "object",
@@ -24,7 +23,7 @@ PROMPTS = [f"Name a large city in {country} and its population in millions, as J
 def score(engine, prompts, **params):
     settings = load_settings(params)
     frame = pd.DataFrame({"promptText": prompts})
-    return score_frame(frame, hooks.client_for(engine, settings), engine.model, settings)
+    return score_with(engine, settings, frame)
 
 
 def matches_schema(answer: str) -> bool:

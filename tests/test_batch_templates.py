@@ -6,20 +6,13 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import external_params, load_settings, runtime_env, TARGET
 from nim_drum.devtools.local_drum import run_drum_score
-from nim_drum.engines.external import connect_external
 from nim_drum.errors import ClientError, ConfigError
-from nim_drum.serving import hooks
 from nim_drum.serving.scoring import score_frame
 
+from helpers import LOCAL_RUN, TARGET, external_params, load_settings, runtime_env, score_through
+
 TEMPLATE = "What is the capital of {country}? Answer in {style} words. {{literal}}"
-
-
-def score_through(proxy, frame, **params):
-    settings = load_settings(external_params(proxy, **params))
-    handle = connect_external(settings)
-    return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
 
 
 def user_messages(proxy):
@@ -48,7 +41,7 @@ def test_a_row_whose_named_cells_are_all_empty_is_a_row_error(fault_proxy):
 def test_missing_columns_fail_the_request_naming_them_and_the_columns_present(engine):
     settings = load_settings({"prompt_template": TEMPLATE})
     with pytest.raises(ClientError) as error:
-        score_frame(pd.DataFrame({"country": ["France"], "region": ["EU"]}), None, engine.model, settings)
+        score_frame(pd.DataFrame({"country": ["France"], "region": ["EU"]}), None, engine.model, settings, LOCAL_RUN)
     message = str(error.value)
     assert error.value.status_code == 400
     assert "'style'" in message and "'country'" in message and "'region'" in message

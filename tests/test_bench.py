@@ -5,12 +5,15 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO
+import pytest
+
+from helpers import REPO
 
 SCRIPT_LINES = ["ratio ours/limit", "ratio captured", "ratio chat-drum/direct@8", "ratio chat-drum/direct@8 isolated",
                 "added latency p50 ms", "added latency p99 ms"]
 
 
+@pytest.mark.bench
 def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(

@@ -1,21 +1,25 @@
 """Chat request validation, with no engine: a bad request is a 4xx before anything is sent.
 
-The client argument is None: a request that passes validation would fail on it, so each of these
-tests shows the request never got as far as the engine.
+The client is a real OpenAI client pointed at a port where nothing listens: a request that passes
+validation fails there with a connection error, so a ClientError shows it never got as far as the engine.
 """
 
+import openai
 import pytest
 
+from helpers import free_port
+
+from nim_drum.config.layout import DEFAULT_MODEL_NAME
 from nim_drum.errors import ClientError
 from nim_drum.serving.chat import StreamError, chat
-from nim_drum.serving.settings import DEFAULT_MODEL_NAME
 
 SERVED = "smollm2"
+NOWHERE = openai.OpenAI(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="unused", max_retries=0, timeout=5)
 
 
 def refused(params):
     with pytest.raises(ClientError) as error:
-        chat(params, None, SERVED)
+        chat(params, NOWHERE, SERVED)
     return error.value
 
 
@@ -50,9 +54,9 @@ def test_another_models_name_is_a_404_that_names_what_is_served():
 
 @pytest.mark.parametrize("model", [None, "", DEFAULT_MODEL_NAME, SERVED])
 def test_the_served_name_the_default_name_or_none_pass_validation(model):
-    # Validation passes, so the request reaches the (absent) client.
-    with pytest.raises(AttributeError):
-        chat({"model": model, "messages": [{"role": "user", "content": "hi"}]}, None, SERVED)
+    # Validation passes, so the request is sent, and finds nothing listening.
+    with pytest.raises(openai.APIConnectionError):
+        chat({"model": model, "messages": [{"role": "user", "content": "hi"}]}, NOWHERE, SERVED)
 
 
 def test_a_stream_error_event_is_what_the_openai_sdk_reads_as_an_error():

@@ -2,8 +2,9 @@
 
 import re
 
-from conftest import REPO
 from nim_drum.devtools.docs import parameter_table, readme_table
+
+from helpers import REPO
 
 
 def test_readme_parameter_table_matches_the_metadata():

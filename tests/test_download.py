@@ -10,13 +10,14 @@ import time
 
 import pytest
 
-from artifact_server import ArtifactServer, s3_server
-from conftest import REPO
 from nim_drum.artifacts.fetch import fetch
 from nim_drum.artifacts.sources import DownloadOptions
-from nim_drum.redaction import redact
+from nim_drum.config.settings import Credential
 from nim_drum.errors import ArtifactError
-from nim_drum.serving.settings import Credential
+from nim_drum.redaction import redact
+
+from artifact_server import ArtifactServer, s3_server
+from helpers import REPO
 
 SIZE = 1_000_000
 FAST = DownloadOptions(backoff_first=0.01)

@@ -6,8 +6,9 @@ import shutil
 import subprocess
 import tarfile
 
-from conftest import REPO
 from nim_drum.devtools.dropin import CONTEXT_TARBALL, context_files, write_context
+
+from helpers import REPO
 
 
 def make_dropin(output_dir):

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import EXTRA_COLUMNS, REPO, BusySlotMonitor, engine_root, free_port, runtime_env
 from nim_drum.devtools.local_drum import run_drum_score
+
+from helpers import EXTRA_COLUMNS, REPO, BusySlotMonitor, engine_root, free_port, runtime_env
 
 PROMPTS = REPO / "examples" / "prompts.csv"
 FRANCE = [

@@ -11,19 +11,18 @@ import openai
 import pytest
 import requests
 
-from conftest import free_port, load_settings, REPO, runtime_env, wait_until
+from nim_drum.config.settings import Settings
 from nim_drum.engines.embedded import start_embedded, stop_embedded
 from nim_drum.engines.external import connect_external
 from nim_drum.engines.launcher import state_dir_for
 from nim_drum.errors import EngineError
-from nim_drum.serving.settings import Settings
+
+from helpers import REPO, free_port, load_settings, runtime_env, wait_until
 
 START_IN_CHILD = textwrap.dedent(
     """
-    import sys
-    sys.path.insert(0, {repo!r})
     from nim_drum.engines.embedded import start_embedded
-    from nim_drum.serving.settings import Settings
+    from nim_drum.config.settings import Settings
     handle = start_embedded(Settings.load({code_dir!r}, environ={{}}), {code_dir!r})
     print(handle.base_url, flush=True)
     """

@@ -9,15 +9,25 @@ import threading
 import pandas as pd
 import pytest
 
-from conftest import busy_slots, engine_root, free_port, load_settings, runtime_env, TARGET, wait_until
-from faultproxy import FaultProxy
-from nim_drum.serving import hooks
-from nim_drum.serving.chat import chat
+from nim_drum import hooks
+from nim_drum.config.settings import Settings
 from nim_drum.engines.embedded import start_embedded
 from nim_drum.engines.external import connect_external
 from nim_drum.errors import ClientError, RequestError, RowsFailedError
-from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
+from nim_drum.serving.chat import chat
+
+from faultproxy import FaultProxy
+from helpers import (
+    TARGET,
+    busy_slots,
+    engine_root,
+    free_port,
+    load_settings,
+    runtime_env,
+    score_through,
+    score_with,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -33,13 +43,6 @@ def settings_for(base_url, **params):
     params = {"engine": "external", "base_url": base_url, "max_tokens": 8, "request_timeout": 15,
               "max_concurrency": 4, **params}
     return load_settings(params)
-
-
-def score_through(proxy, prompts, **params):
-    settings = settings_for(f"{proxy.url}/v1", **params)
-    handle = connect_external(settings)
-    frame = pd.DataFrame({"promptText": prompts})
-    return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
 
 
 def test_every_transient_fault_is_retried_and_no_row_is_lost(proxy, caplog):
@@ -94,7 +97,7 @@ def test_on_row_error_fail_for_bad_rows_only_is_a_422(engine):
     settings = load_settings({"on_row_error": "fail"})
     frame = pd.DataFrame({"promptText": ["Say hi.", "  "]})
     with pytest.raises(RowsFailedError) as error:
-        score_frame(frame, hooks.client_for(engine, settings), engine.model, settings)
+        score_with(engine, settings, frame)
     assert error.value.status_code == 422 and "row 1: empty prompt" in str(error.value)
 
 
@@ -158,7 +161,7 @@ def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_di
     killer = threading.Thread(target=kill_engine_mid_batch)
     killer.start()
     with caplog.at_level(logging.INFO, logger="nim_drum"):
-        result = score_frame(frame, hooks.client_for(handle, settings), handle.model, settings)
+        result = score_with(handle, settings, frame)
     killer.join()
     assert len(result) == 8 and (result["error"] == "").all(), result["error"].tolist()
     assert "retried=0" not in caplog.text

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 
-from conftest import REPO
+from helpers import REPO
 
 
 class GarbageHealthServer:

@@ -8,7 +8,7 @@ import time
 import openai
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 CLIENTS = 8
 SECONDS = 60

@@ -6,17 +6,18 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import BusySlotMonitor, engine_root, load_settings, TARGET
-from nim_drum.serving import hooks
+from nim_drum import hooks
 from nim_drum.errors import ClientError
 from nim_drum.serving.scoring import score_frame
+
+from helpers import LOCAL_RUN, TARGET, BusySlotMonitor, engine_root, load_settings
 
 
 def score(engine, prompts, **params):
     settings = load_settings(params)
     client = hooks.client_for(engine, settings)
     frame = pd.DataFrame({settings.prompt_column_name: prompts})
-    return score_frame(frame, client, engine.model, settings)
+    return score_frame(frame, client, engine.model, settings, LOCAL_RUN)
 
 
 def test_a_real_model_answers_a_simple_question(engine):
@@ -74,7 +75,7 @@ def test_a_prompt_longer_than_the_context_is_a_row_error(engine):
 def test_a_missing_prompt_column_names_what_was_expected_and_what_is_there(engine):
     settings = load_settings()
     with pytest.raises(ClientError) as error:
-        score_frame(pd.DataFrame({"question": ["x"], "id": [1]}), None, engine.model, settings)
+        score_frame(pd.DataFrame({"question": ["x"], "id": [1]}), None, engine.model, settings, LOCAL_RUN)
     message = str(error.value)
     assert "'promptText'" in message and "'question'" in message and "'id'" in message
     assert error.value.status_code == 400

@@ -3,9 +3,11 @@
 import pytest
 import yaml
 
-from conftest import load_settings, REPO, runtime_env
+from nim_drum.config.settings import Settings
 from nim_drum.errors import ConfigError
-from nim_drum.serving.settings import Settings
+from nim_drum.serving.scoring import sampling
+
+from helpers import REPO, load_settings, runtime_env
 
 
 def load(**params):
@@ -28,14 +30,14 @@ def test_numeric_strings_are_coerced():
 
 
 def test_temperature_zero_is_sent_not_dropped():
-    assert load(temperature=0).sampling()["temperature"] == 0
+    assert sampling(load(temperature=0))["temperature"] == 0
 
 
 def test_seed_and_stop_are_sent_only_when_set():
-    assert "seed" not in load().sampling() and "stop" not in load().sampling()
-    sampling = load(seed=7, stop='["\\n\\n", "END"]').sampling()
-    assert sampling["seed"] == 7 and sampling["stop"] == ["\n\n", "END"]
-    assert load(stop="###").sampling()["stop"] == ["###"]
+    assert "seed" not in sampling(load()) and "stop" not in sampling(load())
+    sent = sampling(load(seed=7, stop='["\\n\\n", "END"]'))
+    assert sent["seed"] == 7 and sent["stop"] == ["\n\n", "END"]
+    assert sampling(load(stop="###"))["stop"] == ["###"]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +103,7 @@ def test_every_parameter_has_a_type_and_a_description():
 
 
 def test_the_suites_canaries_cover_every_credential_parameter():
-    from conftest import CANARIES
+    from helpers import CANARIES
 
     definitions = yaml.safe_load((REPO / "model-metadata.yaml").read_text())["runtimeParameterDefinitions"]
     assert {d["fieldName"] for d in definitions if d["type"] == "credential"} == set(CANARIES)
@@ -111,3 +113,15 @@ def test_a_rejected_base_url_is_quoted_without_its_user_info():
     with pytest.raises(ConfigError) as error:
         load(engine="external", base_url="ftp://alice:canary-url-password@nim:8000/v1")
     assert "ftp://nim:8000/v1" in str(error.value) and "canary-url-password" not in str(error.value)
+
+
+def test_a_stop_of_whitespace_is_kept_as_it_is():
+    assert sampling(load(stop="\n"))["stop"] == ["\n"]
+    assert sampling(load(stop=" "))["stop"] == [" "]
+    assert "stop" not in sampling(load(stop=""))
+
+
+def test_an_unknown_gunicorn_worker_class_fails_at_start_instead_of_drum_falling_back_to_sync():
+    with pytest.raises(ConfigError, match="'DRUM_GUNICORN_WORKER_CLASS' is 'eventlet'; allowed: sync, gevent"):
+        load(DRUM_GUNICORN_WORKER_CLASS="eventlet")
+    assert load(DRUM_GUNICORN_WORKER_CLASS="GEVENT").drum_gunicorn_worker_class == "gevent"

@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO, BusySlotMonitor, DrumServer, engine_root, free_port, runtime_env
+from helpers import REPO, BusySlotMonitor, DrumServer, engine_root, free_port, runtime_env
 
 SCRIPT = REPO / "start_server.sh"
 PROFILE = "tensorrt_llm-h100-fp8-tp1-throughput (canary-profile)"

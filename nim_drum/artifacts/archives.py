@@ -66,7 +66,7 @@ def _open_tar(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path)
     except tarfile.TarError as err:
-        raise ArtifactError(f"{path.name} is not a readable tar archive ({err}); re-create it with tar.") from None
+        raise ArtifactError(f"{path.name} is not a readable tar archive ({err}); re-create it with tar.") from err
 
 
 def _tar_members(archive: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
@@ -76,7 +76,7 @@ def _tar_members(archive: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
         raise ArtifactError(
             f"{path.name} is damaged or truncated ({type(err).__name__}); upload it again and compare "
             "its sha256."
-        ) from None
+        ) from err
 
 
 def _extract_tar(path: Path, target: Path) -> None:
@@ -104,7 +104,7 @@ def _extract_zip(path: Path, target: Path) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
-        raise ArtifactError(f"{path.name} is not a readable zip archive ({err}); re-create it.") from None
+        raise ArtifactError(f"{path.name} is not a readable zip archive ({err}); re-create it.") from err
     with archive:
         for info in archive.infolist():
             _inside_path(info.filename, path.name)
@@ -123,7 +123,7 @@ def _inside_path(name: str, archive: str, link: str | None = None) -> str:
     member = link or name
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise _refused(archive, member, what)
-    parts = []
+    parts: list[str] = []
     for part in PurePosixPath(name.replace("\\", "/")).parts:
         if part == "..":
             if not parts:

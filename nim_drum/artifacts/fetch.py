@@ -14,15 +14,23 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from nim_drum.artifacts.sources import (
-    CHUNK_BYTES, DownloadOptions, TransientError, is_remote, local_path, parse_sha256, remote_for, source_identity,
+    CHUNK_BYTES,
+    DownloadOptions,
+    TransientError,
+    is_remote,
+    local_path,
+    parse_sha256,
+    remote_for,
+    source_identity,
     source_name,
 )
 from nim_drum.errors import ArtifactError, ConfigError
+from nim_drum.rates import per_second, seconds_left
 from nim_drum.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -82,7 +90,7 @@ def with_retries(call, display: str, options: DownloadOptions, give_up: Callable
             moved = progress() > before
             stalled = 0 if moved else stalled + 1
             if stalled >= STALLED_ATTEMPTS:
-                raise ArtifactError(give_up(err)) from None
+                raise ArtifactError(give_up(err)) from err
             delay = options.backoff_first if moved else delay
             wait = delay * random.uniform(0.5, 1.0)
             log.warning("Artifacts: %s (%s); trying again in %.1f s", display, err, wait)
@@ -129,7 +137,7 @@ def _file_sha256(path: Path, length: int | None = None) -> str:
     return _hash_prefix(path, path.stat().st_size if length is None else length).hexdigest()
 
 
-def _hash_prefix(path: Path, length: int) -> "hashlib._Hash":
+def _hash_prefix(path: Path, length: int) -> hashlib._Hash:
     sha = hashlib.sha256()
     with open(path, "rb") as source:
         while length > 0:
@@ -216,12 +224,11 @@ class Progress:
             log.info("Artifacts: %s", self.line())
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.received / elapsed
+        rate = per_second(self.received, time.monotonic() - self.started)
         done = self.offset + self.received
         if not self.total:
             return f"{_size(done)} of {self.display} at {_size(rate)}/s"
-        eta = (self.total - done) / rate if rate else float("inf")
+        eta = seconds_left(self.total - done, rate)
         return (f"{_size(done)} of {_size(self.total)} ({100 * done / self.total:.0f}%) of {self.display} "
                 f"at {_size(rate)}/s, about {eta:.0f} s left")
 

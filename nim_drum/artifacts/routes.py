@@ -33,15 +33,13 @@ from filelock import FileLock, Timeout
 from nim_drum.artifacts.archives import archive_kind, unpack, unpacked_size
 from nim_drum.artifacts.fetch import fetch, remote_size
 from nim_drum.artifacts.sources import DownloadOptions, is_remote, source_identity
+from nim_drum.config.layout import MODEL_REPO
+from nim_drum.config.settings import Settings
 from nim_drum.errors import ArtifactError
 from nim_drum.redaction import redact
-from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_REPO = "model-repo"  # DRUM's NimPredictor.DEFAULT_MODEL_DIR
-LORA_DIR = "loras"
-DEFAULT_NIM_CACHE_PATH = "/opt/nim/.cache"  # NIM's default when NIM_CACHE_PATH is not set
 MARKER = ".nim-drum-artifact.json"
 LOCK_FILE = ".nim-drum-artifact.lock"
 WORK_DIR = ".nim-drum-work"
@@ -58,26 +56,29 @@ class Artifact:
     size_bytes: int | None = None
 
 
-def prepare_artifacts(settings: Settings, code_dir: str | os.PathLike) -> None:
+def prepare_artifacts(
+    settings: Settings, code_dir: str | os.PathLike, nim_cache_path: Path, peft_source: Path
+) -> None:
     """Fetch what the runtime parameters name, and log which route is in effect."""
     options = DownloadOptions(
         verify_ssl=settings.verifyssl,
         credential=settings.model_artifact_credential,
         s3_endpoint_url=settings.artifact_s3_endpoint_url,
     )
-    for artifact in (model_artifact(settings, Path(code_dir)), lora_artifact(settings, Path(code_dir))):
+    artifacts = (model_artifact(settings, Path(code_dir), nim_cache_path), lora_artifact(settings, peft_source))
+    for artifact in artifacts:
         if artifact:
             install(artifact, options)
 
 
-def model_artifact(settings: Settings, code_dir: Path) -> Artifact | None:
+def model_artifact(settings: Settings, code_dir: Path, nim_cache_path: Path) -> Artifact | None:
     uri = settings.model_artifact_uri
     if not uri:
         _log_route_without_artifact(settings, code_dir)
         return None
     size = int(settings.model_artifact_size_gb * GB) if settings.model_artifact_size_gb else None
     if settings.model_artifact_route == "cache":
-        destination = Path(os.environ.get("NIM_CACHE_PATH") or DEFAULT_NIM_CACHE_PATH)
+        destination = nim_cache_path
         log.info("Artifacts: offline cache route: %s into NIM_CACHE_PATH %s", redact(uri), destination)
         return Artifact(uri, destination, "NIM_CACHE_PATH", settings.model_artifact_sha256, size)
     destination = code_dir / MODEL_REPO
@@ -85,14 +86,10 @@ def model_artifact(settings: Settings, code_dir: Path) -> Artifact | None:
     return Artifact(uri, destination, MODEL_REPO, settings.model_artifact_sha256, size)
 
 
-def lora_artifact(settings: Settings, code_dir: Path) -> Artifact | None:
+def lora_artifact(settings: Settings, destination: Path) -> Artifact | None:
     uri = settings.lora_artifact_uri
     if not uri:
         return None
-    if not os.environ.get("NIM_PEFT_SOURCE"):
-        # DRUM's NIM predictor launches NIM with a copy of os.environ taken after load_model (docs/drum.md).
-        os.environ["NIM_PEFT_SOURCE"] = str(code_dir / LORA_DIR)
-    destination = Path(os.environ["NIM_PEFT_SOURCE"])
     log.info("Artifacts: LoRA adapters: %s into NIM_PEFT_SOURCE %s", redact(uri), destination)
     return Artifact(uri, destination, "NIM_PEFT_SOURCE")
 
@@ -241,7 +238,7 @@ def ensure_writable(destination: Path, place: str) -> None:
             f"Unable to write to {place} {destination} as user {_user()} (uid {os.getuid()}, gid "
             f"{os.getgid()}): {err.strerror or err}. Make it writable by this user (a volume mounted "
             f"read-write for uid {os.getuid()}), or point {place} at a writable folder."
-        ) from None
+        ) from err
 
 
 def ensure_free_space(destination: Path, needed: int | None, reason: str) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
 
+from nim_drum.config.settings import Credential
+from nim_drum.engine_answers import is_transient
 from nim_drum.errors import ArtifactError, ConfigError
-from nim_drum.redaction import redact
-from nim_drum.serving.settings import Credential
+from nim_drum.redaction import redact, redacted_cause
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ CONNECT_TIMEOUT_SECONDS = 30
 READ_TIMEOUT_SECONDS = 120
 BACKOFF_FIRST_SECONDS = 1.0
 PROGRESS_INTERVAL_SECONDS = 10.0
-TRANSIENT_HTTP_STATUS = {408, 425, 429, 500, 502, 503, 504}
 REMOTE_SCHEMES = ("http", "https", "s3")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -77,7 +77,7 @@ def source_identity(uri: str) -> str:
     return uri.strip()
 
 
-def remote_for(uri: str, options: DownloadOptions) -> "HttpRemote | S3Remote":
+def remote_for(uri: str, options: DownloadOptions) -> HttpRemote | S3Remote:
     return S3Remote(uri, options) if urlsplit(uri).scheme == "s3" else HttpRemote(uri, options)
 
 
@@ -168,20 +168,20 @@ class HttpRemote:
             return self.session.request(
                 method, url, timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS), verify=self.verify, **kwargs
             )
-        except requests.exceptions.SSLError:
+        except requests.exceptions.SSLError as err:
             raise ArtifactError(
                 f"TLS verification failed for {self.display}; install the store's CA certificate "
                 "(REQUESTS_CA_BUNDLE) or, for a private store, set verifySSL to false."
-            ) from None
+            ) from redacted_cause(err)
         except (requests.ConnectionError, requests.Timeout) as err:
-            raise TransientError(type(err).__name__) from None
+            raise TransientError(type(err).__name__) from redacted_cause(err)
 
     def _raise_for_status(self, response: requests.Response) -> None:
         status = response.status_code
         if status in (200, 206):
             return
         response.close()
-        if status in TRANSIENT_HTTP_STATUS:
+        if is_transient(status):
             raise TransientError(f"HTTP {status}")
         hint = {401: "set model_artifact_credential", 403: "check model_artifact_credential and "
                 "that a signed URL has not expired", 404: "check model_artifact_uri"}.get(status, "check the store")
@@ -195,7 +195,7 @@ def _http_chunks(response: requests.Response) -> Iterator[bytes]:
         while chunk := response.raw.read1(CHUNK_BYTES):
             yield chunk
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as err:
-        raise TransientError(type(err).__name__) from None
+        raise TransientError(type(err).__name__) from redacted_cause(err)
     finally:
         response.close()
 
@@ -253,7 +253,7 @@ class S3Remote:
         try:
             yield from body.iter_chunks(CHUNK_BYTES)
         except (BotoCoreError, OSError) as err:
-            raise TransientError(type(err).__name__) from None
+            raise TransientError(type(err).__name__) from redacted_cause(err)
         finally:
             body.close()
 
@@ -262,21 +262,21 @@ class S3Remote:
 
         try:
             return method(**kwargs)
-        except NoCredentialsError:
+        except NoCredentialsError as err:
             raise ArtifactError(
                 f"No credentials for {self.display}; set model_artifact_credential (an s3 credential) "
                 "or give the container an instance role."
-            ) from None
+            ) from redacted_cause(err)
         except ClientError as err:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             code = err.response.get("Error", {}).get("Code", "")
-            if status in TRANSIENT_HTTP_STATUS or code in ("SlowDown", "RequestTimeout"):
-                raise TransientError(f"S3 {code or status}") from None
+            if is_transient(status) or code in ("SlowDown", "RequestTimeout"):
+                raise TransientError(f"S3 {code or status}") from redacted_cause(err)
             if status in (412, 416) and "Range" in kwargs:
-                raise SourceChanged(code) from None
+                raise SourceChanged(code) from redacted_cause(err)
             raise ArtifactError(
                 f"{self.display} answered {code or 'an error'} (HTTP {status}); check the bucket, the "
                 "key, model_artifact_credential and artifact_s3_endpoint_url."
-            ) from None
+            ) from redacted_cause(err)
         except BotoCoreError as err:
-            raise TransientError(type(err).__name__) from None
+            raise TransientError(type(err).__name__) from redacted_cause(err)

@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from nim_drum.serving.settings import METADATA_FILE, read_definitions
+from nim_drum.config.layout import METADATA_FILE
+from nim_drum.config.settings import read_definitions
 
 CODE_DIR = Path(__file__).resolve().parents[2]
 TABLE_BLOCK = re.compile(r"(<!-- parameters:start -->\n).*?(\n<!-- parameters:end -->)", re.S)
@@ -39,7 +40,10 @@ def _text(value) -> str:
 
 
 def readme_table(readme: str) -> str:
-    return TABLE_BLOCK.search(readme).group(0).split("\n", 1)[1].rsplit("\n", 1)[0]
+    block = TABLE_BLOCK.search(readme)
+    if block is None:
+        raise ValueError("README.md has no runtime parameter table between its markers; restore them.")
+    return block.group(0).split("\n", 1)[1].rsplit("\n", 1)[0]
 
 
 def write_readme(code_dir: Path = CODE_DIR) -> None:

@@ -9,14 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import requests
 
+from nim_drum.config.layout import DEFAULT_TARGET_NAME
 from nim_drum.engines.launcher import free_port
 from nim_drum.processes import stop_process
-from nim_drum.serving.scoring import DEFAULT_TARGET_NAME
 
 DRUM = Path(sys.executable).with_name("drum")
 TEXT_GENERATION = ["--target-type", "textgeneration"]

@@ -6,11 +6,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-from nim_drum.artifacts.routes import MODEL_REPO
+from nim_drum.config.layout import MODEL_REPO
+from nim_drum.config.settings import Settings
 from nim_drum.engines.handle import EngineHandle
-from nim_drum.errors import EngineError
 from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
-from nim_drum.serving.settings import Settings
+from nim_drum.errors import EngineError
 
 KIND = "embedded"
 START_TIMEOUT_SECONDS = 120
@@ -19,9 +19,9 @@ MAX_SLOTS = 32
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def start_embedded(settings: Settings, code_dir: str | os.PathLike) -> EngineHandle:
+def start_embedded(settings: Settings, code_dir: str | os.PathLike, owner: int | None = None) -> EngineHandle:
     """Return the code directory's running llama-server, starting it if there is none."""
-    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)))
+    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)), owner)
 
 
 def stop_embedded(code_dir: str | os.PathLike) -> None:

@@ -6,10 +6,12 @@ import logging
 
 import requests
 
+from nim_drum.config.layout import DEFAULT_MODEL_NAME
+from nim_drum.config.settings import Settings
+from nim_drum.engine_answers import configuration_advice
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
-from nim_drum.redaction import redact
-from nim_drum.serving.settings import DEFAULT_MODEL_NAME, Settings
+from nim_drum.redaction import redact, redacted_cause
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS = 10
@@ -17,7 +19,7 @@ PROBE_TIMEOUT_SECONDS = 10
 
 def connect_external(settings: Settings) -> EngineHandle:
     """Point at an OpenAI-compatible server we do not run, after checking that it answers."""
-    base_url = settings.base_url.rstrip("/")
+    base_url = (settings.base_url or "").rstrip("/")
     shown = redact(base_url)  # a base_url may carry user:password@ or a signed query
     log.info("Engine: external OpenAI-compatible server at %s", shown)
     headers = {"Authorization": f"Bearer {settings.engine_api_key}"} if settings.engine_api_key else {}
@@ -27,12 +29,10 @@ def connect_external(settings: Settings) -> EngineHandle:
         raise EngineError(
             f"base_url {shown} cannot be reached ({type(err).__name__}); check the URL and that "
             "the server is running and reachable from this container."
-        ) from None
+        ) from redacted_cause(err)
     if response.status_code in (401, 403):
-        raise EngineError(
-            f"base_url {shown} refused the API key (HTTP {response.status_code}); set the "
-            "engine_api_key credential to a valid key."
-        )
+        advice = configuration_advice(response.status_code, settings.served_model_name)
+        raise EngineError(f"base_url {shown} answered HTTP {response.status_code}; {advice}.")
     if response.status_code != 200:
         raise EngineError(
             f"base_url {shown}/models answered HTTP {response.status_code}; expected an "

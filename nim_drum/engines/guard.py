@@ -69,7 +69,8 @@ def supervise(owner_pid: int, command: list[str], log, health_url: str) -> int:
             say(log, f"engine exited with code {process.returncode}; {MAX_RESTARTS} restarts used, giving up")
             return process.returncode
         restarts += 1
-        say(log, f"engine exited with code {process.returncode}; restart {restarts} of {MAX_RESTARTS} in {backoff:.1f} s")
+        code = process.returncode
+        say(log, f"engine exited with code {code}; restart {restarts} of {MAX_RESTARTS} in {backoff:.1f} s")
         time.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

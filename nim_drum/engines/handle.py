@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import openai
 
-from nim_drum.serving.settings import Settings
+from nim_drum.config.settings import Settings
 
 
 @dataclass(frozen=True)

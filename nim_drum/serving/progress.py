@@ -12,6 +12,8 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
+from nim_drum.rates import per_second, seconds_left
+
 PROGRESS_FILE_ENV = "NIM_DRUM_PROGRESS_FILE"
 LOG_EVERY_SECONDS = 10
 WRITE_EVERY_SECONDS = 0.5
@@ -54,11 +56,10 @@ class BatchProgress:
 
     def line(self) -> str:
         counts = self.counts
-        rate = counts.rows_done / max(counts.seconds, 1e-9)
-        eta = (counts.rows_total - counts.rows_done) / rate if rate else float("inf")
+        eta = seconds_left(counts.rows_total - counts.rows_done, per_second(counts.rows_done, counts.seconds))
         return (
             f"Batch progress: rows {counts.rows_done}/{counts.rows_total} failed={counts.failed} "
-            f"tokens/s={counts.completion_tokens / max(counts.seconds, 1e-9):.1f} ETA {eta:.0f} s"
+            f"tokens/s={per_second(counts.completion_tokens, counts.seconds):.1f} ETA {eta:.0f} s"
         )
 
     def write(self) -> None:

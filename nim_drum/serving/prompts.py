@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import string
 from dataclasses import dataclass
 
 import pandas as pd
 
-from nim_drum.errors import ClientError, ConfigError
-
-TEMPLATE_HELP = "write input columns as {column} and literal braces as {{ and }}"
+from nim_drum.config.values import template_columns
+from nim_drum.errors import ClientError
 
 
 @dataclass
@@ -28,7 +26,7 @@ def row_prompts(data: pd.DataFrame, prompt_template: str | None, prompt_column_n
     return RowPrompts([cell_text(cell) for cell in cells], "empty prompt: the prompt cell is empty, blank or missing")
 
 
-def messages_for(system_prompt: str, prompt: str) -> list[dict[str, str]]:
+def messages_for(system_prompt: str | None, prompt: str) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return messages + [{"role": "user", "content": prompt}]
 
@@ -52,30 +50,11 @@ def templated_prompts(data: pd.DataFrame, template: str) -> RowPrompts:
         )
     texts = []
     for row in data[list(columns)].itertuples(index=False, name=None):
-        cells = {column: cell_text(value) for column, value in zip(columns, row)}
+        cells = {column: cell_text(value) for column, value in zip(columns, row, strict=False)}
         filled = any(text is not None for text in cells.values())
         texts.append(template.format_map({c: text or "" for c, text in cells.items()}) if filled else None)
     reason = f"empty prompt: the columns prompt_template names ({', '.join(columns)}) are all empty in this row"
     return RowPrompts(texts, reason)
-
-
-def template_columns(template: str) -> tuple[str, ...]:
-    """The input columns a prompt_template names, in order; a ConfigError when it is malformed."""
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-        template.format_map({name: "" for name in names})
-    except (ValueError, AttributeError, IndexError, KeyError, TypeError) as err:
-        raise ConfigError(
-            f"Runtime parameter 'prompt_template' is not a valid template ({type(err).__name__}: {err}); "
-            f"{TEMPLATE_HELP}."
-        ) from None
-    unnamed = [name for name in names if not name.strip() or name.isdigit()]
-    if unnamed or not names:
-        raise ConfigError(
-            f"Runtime parameter 'prompt_template' is {template!r}, which names no input column; {TEMPLATE_HELP}, "
-            "for example 'Summarise in one line: {review_text}'."
-        )
-    return tuple(dict.fromkeys(names))
 
 
 def columns_present(data: pd.DataFrame) -> str:

@@ -8,20 +8,13 @@ from dataclasses import dataclass
 import openai
 import pandas as pd
 
+from nim_drum.engine_answers import configuration_advice, is_transient
 from nim_drum.errors import RowsFailedError
 from nim_drum.serving.chat import engine_message
 
 LISTED_FAILURES = 20
 # Engine 4xx answers that are the row's own fault (a prompt longer than the context, a bad value).
 ROW_FAULT_STATUSES = (400, 413, 422)
-CONFIGURATION_HINTS = {
-    401: "the engine refused the API key: set engine_api_key to a valid key for base_url (NGC_API_KEY when the "
-         "NIM downloads from NGC)",
-    403: "the engine refused the API key: set engine_api_key to a key allowed to use this model (NGC_API_KEY when "
-         "the NIM downloads from NGC)",
-    404: "the engine does not serve model {model!r} at this URL: set served_model_name to a model its /v1/models "
-         "lists, and check that base_url ends with /v1",
-}
 
 
 @dataclass
@@ -38,8 +31,8 @@ class RowResult:
 
 def status_failure(err: openai.APIStatusError, model: str, max_retries: int, latency_ms: int) -> RowResult:
     status = err.status_code
-    transient = status in (408, 409, 429) or status >= 500
-    hint = CONFIGURATION_HINTS.get(status, "").format(model=model)
+    transient = is_transient(status)
+    hint = configuration_advice(status, model)
     return RowResult(
         [], error=f"HTTP {status} from the engine: {engine_message(err)}" + (f"; {hint}" if hint else ""),
         retries=max_retries if transient else 0, latency_ms=latency_ms, input_fault=status in ROW_FAULT_STATUSES,

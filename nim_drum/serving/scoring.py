@@ -11,30 +11,31 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import Any
 
 import openai
 import pandas as pd
 
+from nim_drum.config.drum_run import DrumRun
+from nim_drum.config.settings import Settings
+from nim_drum.config.values import response_format_payload
 from nim_drum.serving.deadline import Deadline, DeadlinePassed, batch_deadline, within_deadline
 from nim_drum.serving.progress import BatchProgress
 from nim_drum.serving.prompts import messages_for, row_prompts
 from nim_drum.serving.results import RowResult, batch_summary, raise_for_failed_rows, status_failure, to_frame
-from nim_drum.serving.settings import Settings
 from nim_drum.serving.structured import answer_problem
 
 log = logging.getLogger(__name__)
 
-# DRUM names the prediction column after the deployment's target; locally we fall back to this.
-DEFAULT_TARGET_NAME = "completion"
 
-
-def score_frame(data: pd.DataFrame, client: openai.OpenAI, model: str, settings: Settings) -> pd.DataFrame:
+def score_frame(
+    data: pd.DataFrame, client: openai.OpenAI, model: str, settings: Settings, run: DrumRun
+) -> pd.DataFrame:
     """Complete every row's prompt; the output has exactly one row per input row, in order."""
     prompts = row_prompts(data, settings.prompt_template, settings.prompt_column_name)
-    deadline, progress = batch_deadline(settings), BatchProgress.of(len(data))
+    deadline, progress = batch_deadline(settings, run), BatchProgress.of(len(data))
     requests, rows_of = distinct_requests(prompts.texts, settings)
     progress.add(prompts.texts.count(None), failed=True, completion_tokens=0)
     bounded = within_deadline(client, deadline, settings.request_timeout)
@@ -46,14 +47,32 @@ def score_frame(data: pd.DataFrame, client: openai.OpenAI, model: str, settings:
     log.info(batch_summary(results, time.monotonic() - deadline.started, len(by_row) - len(requests)))
     if settings.on_row_error == "fail":
         raise_for_failed_rows(results)
-    frame = to_frame(results, target_name(), data.index, with_choices=settings.n > 1)
+    frame = to_frame(results, run.target_name, data.index, with_choices=settings.n > 1)
     if len(frame) != len(data):  # DRUM does not check this, and a lost row is a silent error.
         raise AssertionError(f"scored {len(frame)} rows for {len(data)} input rows")
     return frame
 
 
-def target_name() -> str:
-    return os.environ.get("TARGET_NAME") or DEFAULT_TARGET_NAME
+def sampling(settings: Settings) -> dict[str, Any]:
+    """The chat-completion arguments that every scoring request carries."""
+    params: dict[str, Any] = {
+        "max_tokens": settings.max_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "n": settings.n,
+    }
+    if settings.stop:
+        params["stop"] = list(settings.stop)
+    if settings.seed is not None:
+        params["seed"] = settings.seed
+    if settings.response_format:
+        params["response_format"] = response_format_payload(settings.response_format)
+    return params
+
+
+def deterministic(settings: Settings) -> bool:
+    """Identical requests get identical answers: greedy or seeded sampling, one choice."""
+    return (settings.temperature == 0 or settings.seed is not None) and settings.n == 1
 
 
 def distinct_requests(texts: list[str | None], settings: Settings) -> tuple[dict[str, dict], dict[str, list[int]]]:
@@ -67,8 +86,8 @@ def distinct_requests(texts: list[str | None], settings: Settings) -> tuple[dict
     for row, text in enumerate(texts):
         if text is None:
             continue
-        request = {"messages": messages_for(settings.system_prompt, text), **settings.sampling()}
-        key = json.dumps(request, sort_keys=True) if settings.deterministic() else str(row)
+        request = {"messages": messages_for(settings.system_prompt, text), **sampling(settings)}
+        key = json.dumps(request, sort_keys=True) if deterministic(settings) else str(row)
         requests.setdefault(key, request)
         rows_of.setdefault(key, []).append(row)
     return requests, rows_of
@@ -112,7 +131,7 @@ def send_one(
         return status_failure(err, model, settings.max_retries, _ms_since(started))
     except (openai.APIError, DeadlinePassed) as err:  # connection errors and timeouts, after every retry
         passed = isinstance(err, DeadlinePassed) or (deadline.left() or 1) <= 0
-        error = deadline.message() if passed else f"{type(err).__name__}: {err.message}"
+        error = deadline.message() if passed else f"{type(err).__name__}: {getattr(err, 'message', err)}"
         return RowResult([], error=error, retries=0 if passed else settings.max_retries, latency_ms=_ms_since(started))
     response = raw.parse()
     usage = response.usage

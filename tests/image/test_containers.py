@@ -20,11 +20,22 @@ import openai
 import pytest
 import requests
 
-from conftest import EXTRA_COLUMNS, engine_root, free_port
 from nim_drum.devtools.dropin import CONTEXT_TARBALL, write_context
 from nim_drum.devtools.local_drum import ping_answers
-from standins import LAYOUTS, REPO, RUN_FLAGS, build_project_image, podman, rootfs_image, run_once, \
-    smollm2_gguf, standin_image, without_python
+
+from helpers import EXTRA_COLUMNS, engine_root, free_port
+from standins import (
+    LAYOUTS,
+    REPO,
+    RUN_FLAGS,
+    build_project_image,
+    podman,
+    rootfs_image,
+    run_once,
+    smollm2_gguf,
+    standin_image,
+    without_python,
+)
 
 pytestmark = pytest.mark.image
 

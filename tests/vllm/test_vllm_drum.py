@@ -10,12 +10,13 @@ import openai
 import pandas as pd
 import pytest
 import requests
-
-from conftest import EXTRA_COLUMNS, free_port, runtime_env
-from nim_drum.engines.launcher import state_dir_for
-from nim_drum.devtools.local_drum import run_drum_score
-from nim_drum.engines.vllm_engine import VENV_PYTHON
 from test_drum import FRANCE, PROMPTS, predict_csv
+
+from nim_drum.devtools.local_drum import run_drum_score
+from nim_drum.engines.launcher import state_dir_for
+from nim_drum.engines.vllm_engine import VENV_PYTHON
+
+from helpers import EXTRA_COLUMNS, free_port, runtime_env
 from vllm_support import MAX_MODEL_LEN, VLLM_PARAMS, make_vllm_code_dir, vllm_dir, vllm_engine  # noqa: F401
 
 pytestmark = pytest.mark.vllm

@@ -5,8 +5,6 @@ import time
 
 import pytest
 from openai import OpenAI
-
-from conftest import TARGET, engine_root
 from test_faults import test_engine_http_errors_in_chat_keep_their_status  # noqa: F401
 from test_score import (  # noqa: F401 - the embedded suite's tests, run here against vLLM
     score,
@@ -19,6 +17,8 @@ from test_score import (  # noqa: F401 - the embedded suite's tests, run here ag
     test_rows_come_back_in_input_order,
     test_the_system_prompt_is_sent_before_every_prompt,
 )
+
+from helpers import TARGET, engine_root
 from vllm_support import requests_running, vllm_dir, vllm_engine  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.vllm

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import make_code_dir, runtime_env
-from nim_drum.serving.settings import Settings
+from nim_drum.config.settings import Settings
 from nim_drum.engines.vllm_engine import VENV_PYTHON, start_vllm, stop_vllm
+
+from helpers import make_code_dir, runtime_env
 
 # The test engine's context: small enough that the embedded suite's over-long prompt (5,000 words)
 # is rejected, as it is by llama-server's 2,048-token slots.

@@ -1,5 +1,8 @@
 """What custom.py's DRUM hooks do, whichever way DRUM runs them (docs/drum.md, "How DRUM runs the hooks").
 
+The one composition root: it reads the configuration and how DRUM runs us, once, and wires
+artifacts, engines and serving together.
+
 - DRUM's Python predictor (local, CI): load_model returns an EngineHandle, which DRUM passes back
   to score and chat as `model`.
 - DRUM's NIM predictor (image, sidecar): DRUM runs NIM itself, `model` is the served model's name
@@ -10,20 +13,21 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
+import os
 
 import openai
 import pandas as pd
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from nim_drum.artifacts.routes import prepare_artifacts
-from nim_drum.serving.chat import chat as send_chat
-from nim_drum.serving.csv_input import read_csv
+from nim_drum.config.drum_run import DrumRun
+from nim_drum.config.settings import Settings
 from nim_drum.engines.factory import open_engine
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import ConfigError, RequestError
+from nim_drum.serving.chat import chat as send_chat
+from nim_drum.serving.csv_input import read_csv
 from nim_drum.serving.scoring import score_frame
-from nim_drum.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +51,28 @@ def settings_for(code_dir: str) -> Settings:
     return Settings.load(code_dir)
 
 
+@functools.cache
+def drum_run() -> DrumRun:
+    return DrumRun.detect()
+
+
 def load_model(code_dir: str) -> EngineHandle | str:
-    settings = settings_for(str(code_dir))
-    prepare_artifacts(settings, code_dir)
-    if under_gpu_predictor():
+    settings, run = settings_for(str(code_dir)), drum_run()
+    place_artifacts(settings, code_dir, run)
+    if run.gpu_predictor:
         log.info("DRUM's GPU predictor (NIM or vLLM) starts and serves the model; no engine is started here.")
         return settings.served_model_name
-    return open_engine(settings, code_dir)
+    return open_engine(settings, code_dir, run)
+
+
+def place_artifacts(settings: Settings, code_dir: str | os.PathLike, run: DrumRun | None = None) -> None:
+    """Fetch the artifacts the runtime parameters name into NIM_CACHE_PATH, model-repo and NIM_PEFT_SOURCE."""
+    run = run or DrumRun.detect()
+    peft_source = run.peft_source(code_dir)
+    if settings.lora_artifact_uri:
+        # DRUM's NIM predictor launches NIM with a copy of os.environ taken after load_model (docs/drum.md).
+        os.environ.setdefault("NIM_PEFT_SOURCE", str(peft_source))
+    prepare_artifacts(settings, code_dir, run.nim_cache_path, peft_source)
 
 
 @drum_http_errors
@@ -65,7 +84,7 @@ def read_input_data(data: bytes) -> pd.DataFrame:
 def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs) -> pd.DataFrame:
     settings = settings_for(str(code_dir))
     if isinstance(model, EngineHandle):
-        return score_frame(data, client_for(model, settings), model.model, settings)
+        return score_frame(data, client_for(model, settings), model.model, settings, drum_run())
     client = kwargs.get("openai_client")
     if client is None:
         raise ConfigError(
@@ -73,7 +92,7 @@ def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs
             "under `drum server --gpu-predictor nim`, which passes openai_client."
         )
     client = client.with_options(timeout=settings.request_timeout, max_retries=settings.max_retries)
-    return score_frame(data, client, model, settings)
+    return score_frame(data, client, model, settings, drum_run())
 
 
 @drum_http_errors
@@ -90,8 +109,3 @@ def supported_models(model: EngineHandle, code_dir: str) -> list:
 def client_for(handle: EngineHandle, settings: Settings) -> openai.OpenAI:
     """One client per engine, so every request shares its connection pool."""
     return handle.client(settings)
-
-
-def under_gpu_predictor() -> bool:
-    # DRUM puts its options in sys.argv, gunicorn workers included (docs/drum.md).
-    return any(arg.startswith("--gpu-predictor") for arg in sys.argv)

@@ -1,0 +1,281 @@
+"""Runtime parameters, read once into one typed Settings object that pydantic validates.
+
+model-metadata.yaml is the single source of names, types, defaults and ranges. Values come from
+DRUM's `MLOPS_RUNTIME_PARAM_<name>` variables when set, otherwise from the metadata defaults: DRUM
+applies those defaults only when it was given a values file (docs/drum.md), so we apply them here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from nim_drum.config.layout import METADATA_FILE, RUNTIME_PARAM_PREFIX
+from nim_drum.config.values import response_format_payload, stop_sequences, template_columns
+from nim_drum.errors import ConfigError
+from nim_drum.redaction import redact
+
+Engine = Literal["embedded", "vllm", "external"]
+RowErrorMode = Literal["record", "fail"]
+NimLogLevel = Literal["DEFAULT", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ArtifactRoute = Literal["cache", "model-repo"]
+# DRUM 1.18.1 gunicorn.conf.py uses the value only when it is one of these, and sync otherwise.
+WorkerClass = Literal["sync", "gevent"]
+# Credentials kept whole (any credentialType), not reduced to an api_token.
+CREDENTIAL_OBJECT_PARAMS = {"model_artifact_credential"}
+# String parameters whose whitespace is their value: a stop of "\n" is a newline, not "unset".
+WHITESPACE_KEPT = {"stop"}
+SECRET = Field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    """A DataRobot credential of any type (api_token, s3, basic); every field is a secret."""
+
+    kind: str
+    fields: tuple[tuple[str, str], ...] = dataclasses.field(repr=False)
+
+    def get(self, key: str) -> str | None:
+        return dict(self.fields).get(key)
+
+
+class Settings(BaseModel):
+    """Every runtime parameter this environment reads, by its metadata name (lower-cased)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    prompt_column_name: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    n: int
+    max_concurrency: int
+    request_timeout: float
+    max_retries: int
+    on_row_error: RowErrorMode
+    engine: Engine
+    engine_port: int
+    served_model_name: str
+    nim_log_level: NimLogLevel
+    drum_client_request_timeout: int = 600
+    drum_gunicorn_worker_class: WorkerClass = "gevent"
+    drum_worker_connections: int = 64
+    prompt_template: str | None = None
+    response_format: str | None = None
+    batch_deadline_seconds: float | None = None
+    system_prompt: str | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    base_url: str | None = Field(default=None, repr=False)  # may carry user:password@
+    nim_model_profile: str | None = None
+    nim_max_model_len: int | None = None
+    engine_api_key: str | None = SECRET
+    ngc_api_key: str | None = SECRET
+    verifyssl: bool = True
+    model_artifact_uri: str | None = Field(default=None, repr=False)
+    model_artifact_route: ArtifactRoute = "model-repo"
+    model_artifact_sha256: str | None = None
+    model_artifact_size_gb: float | None = None
+    model_artifact_credential: Credential | None = SECRET
+    artifact_s3_endpoint_url: str | None = None
+    lora_artifact_uri: str | None = Field(default=None, repr=False)
+    model: str | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    huggingfacetoken: str | None = SECRET
+    vllm_python: str | None = None
+
+    @classmethod
+    def load(cls, code_dir: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read model-metadata.yaml in code_dir, overlay DRUM's environment, and validate."""
+        definitions = read_definitions(Path(code_dir) / METADATA_FILE)
+        environ = os.environ if environ is None else environ
+        declared = {name.lower(): name for name in definitions}
+        missing = sorted(set(cls.model_fields) - declared.keys())
+        if missing:
+            raise ConfigError(
+                f"{METADATA_FILE} does not declare {missing}; restore them from this "
+                "environment's model-metadata.yaml."
+            )
+        values = {
+            field: _raw_value(name, definitions[name], environ)
+            for field, name in declared.items() if field in cls.model_fields
+        }
+        try:
+            return cls.model_validate(values, context={"definitions": definitions, "names": declared})
+        except pydantic.ValidationError as err:
+            raise ConfigError(_explained(err, definitions, declared)) from err  # pydantic hides the inputs
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _typed(cls, raw: Any, info: ValidationInfo) -> Any:
+        name = _metadata_name(info)
+        kind = info.context["definitions"][name]["type"] if info.context else "string"
+        if isinstance(raw, str) and not raw.strip() and kind != "credential" and name not in WHITESPACE_KEPT:
+            return None
+        if raw is None:
+            return None
+        if kind == "credential":
+            return _credential(name, raw) if name in CREDENTIAL_OBJECT_PARAMS else _api_token(name, raw)
+        if kind == "numeric" and isinstance(raw, str):
+            return _number_text(raw)
+        return raw
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        if not info.context or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        name = _metadata_name(info)
+        definition = info.context["definitions"][name]
+        low, high = definition.get("minValue"), definition.get("maxValue")
+        if (low is not None and value < low) or (high is not None and value > high):
+            allowed = _allowed(cls, info.field_name or name, definition)
+            raise ConfigError(f"Runtime parameter '{name}' is {value!r}; allowed: {allowed}.")
+        return value
+
+    @field_validator("nim_log_level", mode="before")
+    @classmethod
+    def _upper(cls, raw: Any) -> Any:
+        return raw.upper() if isinstance(raw, str) else raw
+
+    @field_validator("drum_gunicorn_worker_class", mode="before")
+    @classmethod
+    def _lower(cls, raw: Any) -> Any:
+        return raw.lower() if isinstance(raw, str) else raw  # as DRUM's gunicorn.conf.py reads it
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop(cls, raw: Any) -> Any:
+        return stop_sequences(raw) if isinstance(raw, str) else raw
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, template: str | None) -> str | None:
+        if template is not None:
+            template_columns(template)
+        return template
+
+    @field_validator("response_format")
+    @classmethod
+    def _response_format(cls, raw: str | None) -> str | None:
+        if raw is not None:
+            response_format_payload(raw)
+        return raw
+
+    @field_validator("model_artifact_sha256")
+    @classmethod
+    def _sha256(cls, digest: str | None) -> str | None:
+        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+            raise ConfigError(
+                f"Runtime parameter 'model_artifact_sha256' is {digest!r}; allowed: 64 hexadecimal "
+                "characters, as printed by `sha256sum FILE`."
+            )
+        return digest
+
+    @model_validator(mode="after")
+    def _external_needs_url(self) -> Settings:
+        if self.engine == "external" and not (self.base_url or "").startswith(("http://", "https://")):
+            raise ConfigError(
+                f"Runtime parameter 'base_url' is {redact(self.base_url or '')!r}; engine=external needs an "
+                "http(s) URL of an OpenAI-compatible server, for example http://nim:8000/v1."
+            )
+        return self
+
+
+def read_definitions(path: Path) -> dict[str, dict]:
+    try:
+        metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path} is missing; copy model-metadata.yaml next to custom.py.") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    return {d["fieldName"]: d for d in metadata.get("runtimeParameterDefinitions") or []}
+
+
+def _raw_value(name: str, definition: dict, environ: Mapping[str, str]) -> Any:
+    env_name = RUNTIME_PARAM_PREFIX + name
+    if env_name not in environ:
+        return definition.get("defaultValue")
+    try:
+        envelope = json.loads(environ[env_name])
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"Runtime parameter '{name}': {env_name} is not JSON; expected "
+            f'{{"type": "{definition["type"]}", "payload": ...}}.'
+        ) from err
+    if not isinstance(envelope, dict) or "payload" not in envelope:
+        raise ConfigError(f"Runtime parameter '{name}': {env_name} must be an object with a 'payload' key.")
+    return envelope["payload"]
+
+
+def _metadata_name(info: ValidationInfo) -> str:
+    field = info.field_name or ""
+    return info.context["names"].get(field, field) if info.context else field
+
+
+def _number_text(raw: str) -> Any:
+    """A numeric payload sent as text ("12", "12.0", "0.5"); a whole number stays whole for int fields."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return raw  # pydantic rejects it, and _explained says what is allowed
+    return int(value) if value.is_integer() else value
+
+
+def _explained(err: pydantic.ValidationError, definitions: dict[str, dict], names: dict[str, str]) -> str:
+    first = err.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    name = names.get(field, field)
+    allowed = _allowed(Settings, field, definitions.get(name, {}))
+    return f"Runtime parameter '{name}' is {first.get('input')!r}; allowed: {allowed}."
+
+
+def _allowed(model: type[BaseModel], field: str, definition: dict) -> str:
+    kind = model.model_fields[field].annotation
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if typing.get_origin(kind) is Literal:
+        return ", ".join(typing.get_args(kind))
+    low, high = definition.get("minValue"), definition.get("maxValue")
+    if kind is int:
+        return f"a whole number from {low} to {high}"
+    if kind is float:
+        return f"a number from {low} to {high}"
+    if kind is bool:
+        return "true or false"
+    return f"a {definition.get('type', 'string')} value"
+
+
+def _api_token(name: str, raw: Any) -> str:
+    # The value is a secret: messages describe its shape, never its content.
+    if isinstance(raw, dict) and isinstance(raw.get("apiToken"), str) and raw["apiToken"]:
+        return raw["apiToken"]
+    shape = f"an object with keys {sorted(raw)}" if isinstance(raw, dict) else type(raw).__name__
+    raise ConfigError(
+        f"Runtime parameter '{name}' is {shape}; expected an api_token credential: "
+        "{credentialType: api_token, apiToken: <key>}."
+    )
+
+
+def _credential(name: str, raw: Any) -> Credential:
+    if isinstance(raw, Credential):
+        return raw
+    if isinstance(raw, dict) and isinstance(raw.get("credentialType"), str):
+        fields = tuple(sorted((k, str(v)) for k, v in raw.items() if k != "credentialType" and v is not None))
+        return Credential(raw["credentialType"], fields)
+    raise ConfigError(
+        f"Runtime parameter '{name}' is {type(raw).__name__}; expected a credential object with a "
+        "'credentialType' key (api_token, basic or s3)."
+    )

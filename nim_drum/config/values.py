@@ -1,0 +1,90 @@
+"""Runtime parameter values with a grammar of their own: prompt_template, response_format and stop."""
+
+from __future__ import annotations
+
+import functools
+import json
+import string
+
+from nim_drum.errors import ConfigError
+
+TEMPLATE_HELP = "write input columns as {column} and literal braces as {{ and }}"
+JSON_OBJECT = "json_object"
+SCHEMA_NAME = "row"
+JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+ALLOWED = (
+    'allowed: json_object, or a JSON Schema written as JSON, such as {"type": "object", "properties": '
+    '{"answer": {"type": "string"}}, "required": ["answer"]}'
+)
+
+
+@functools.cache
+def response_format_payload(raw: str) -> dict:
+    """OpenAI's `response_format` for the parameter's value; a ConfigError naming it when invalid."""
+    if raw.strip() == JSON_OBJECT:
+        return {"type": JSON_OBJECT}
+    try:
+        schema = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"Runtime parameter 'response_format' is not JSON ({err}); {ALLOWED}.") from err
+    problem = schema_problem(schema)
+    if problem:
+        raise ConfigError(f"Runtime parameter 'response_format' is not a JSON Schema: {problem}; {ALLOWED}.")
+    return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": schema}}
+
+
+def schema_problem(schema: object, where: str = "the schema") -> str | None:
+    """The first structural fault of a JSON Schema (its types and properties), or None."""
+    if not isinstance(schema, dict):
+        return f"{where} is {type(schema).__name__}, not an object"
+    kinds = schema.get("type", "object")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    unknown = [kind for kind in kinds if kind not in JSON_TYPES]
+    if unknown:
+        return f"{where} has type {unknown[0]!r}; JSON types are {', '.join(sorted(JSON_TYPES))}"
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        return f"{where}'s 'properties' is not an object"
+    required = schema.get("required", [])
+    if not (isinstance(required, list) and all(isinstance(name, str) for name in required)):
+        return f"{where}'s 'required' is not a list of property names"
+    for name, child in [*properties.items(), *([("items", schema["items"])] if "items" in schema else [])]:
+        problem = schema_problem(child, f"property {name!r}")
+        if problem:
+            return problem
+    return None
+
+
+def template_columns(template: str) -> tuple[str, ...]:
+    """The input columns a prompt_template names, in order; a ConfigError when it is malformed."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        template.format_map({name: "" for name in names})
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError) as err:
+        raise ConfigError(
+            f"Runtime parameter 'prompt_template' is not a valid template ({type(err).__name__}: {err}); "
+            f"{TEMPLATE_HELP}."
+        ) from err
+    unnamed = [name for name in names if not name.strip() or name.isdigit()]
+    if unnamed or not names:
+        raise ConfigError(
+            f"Runtime parameter 'prompt_template' is {template!r}, which names no input column; {TEMPLATE_HELP}, "
+            "for example 'Summarise in one line: {review_text}'."
+        )
+    return tuple(dict.fromkeys(names))
+
+
+
+def stop_sequences(raw: str | None) -> tuple[str, ...] | None:
+    """The stop parameter: one string as it is (whitespace matters: a stop of a newline), or a JSON list."""
+    if raw is None or raw == "":
+        return None
+    if not raw.lstrip().startswith("["):
+        return (raw,)
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"Runtime parameter 'stop' is {raw!r}; allowed: a string or a JSON list of strings.") from err
+    if not (isinstance(values, list) and 1 <= len(values) <= 4 and all(isinstance(v, str) and v for v in values)):
+        raise ConfigError(f"Runtime parameter 'stop' is {raw!r}; allowed: a JSON list of 1 to 4 non-empty strings.")
+    return tuple(values)
