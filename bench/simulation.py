@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from nim_drum.serving.adaptive import AdaptiveLimit
 
 # NVIDIA NIM 1.8.0, Llama-3.1-8B-Instruct on one H100, output tokens/s by concurrency
-# (docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance; docs/performance.md).
+# (docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance; docs/throughput.md).
 H100_LLAMA_8B = ((1, 214.56), (25, 4679.0), (100, 12215.0), (150, 12989.0), (200, 13348.0), (250, 12965.0))
 # Llama-3.3-70B on 2 x H100 (5,000 tokens in, 500 out): NVIDIA gives a plateau of about 920 tok/s
 # from concurrency 100; the points below 100 are an ASSUMED concave rise to it, for a knee elsewhere.

@@ -3,7 +3,7 @@
 An engine (NIM, vLLM, llama-server) batches the requests it has in flight, so its output tokens/s
 rise with concurrency until its batch is full, then flatten while each request's latency keeps
 growing (NVIDIA's NIM 1.8 table for Llama-3.1-8B on an H100: 214 tok/s at 1 in flight, 12,215 at
-100, 13,348 at 200, 12,965 at 250; docs/performance.md). The knee moves with the model, the GPU
+100, 13,348 at 200, 12,965 at 250; docs/throughput.md). The knee moves with the model, the GPU
 and the prompt lengths, so no fixed number is right. This controller climbs to it and holds there.
 
 Throughput is measured per level as output tokens per second of completed requests, from the moment
