@@ -142,11 +142,12 @@ def llama_server_pid(port):
 
 def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_dir, caplog):
     port = free_port()
-    # Rows survive a restart that fits in their retries' backoff (README, "Failure behaviour"): the
-    # default max_retries (3, about 3 s) is too short for a restart on a busy 2-core machine, where
-    # llama-server answers 503 "Loading model" for seconds; 5 gives it about 15 s.
-    params = {"engine_port": port, "max_tokens": 48, "max_concurrency": 4, "max_retries": 5}
+    # Rows survive a restart that fits in their retries' backoff (README, "Failure behaviour"), with
+    # the default max_retries: on a busy 2-core machine llama-server answers 503 "Loading model" for
+    # seconds, which 3 retries (about 3 s) did not always outlast; 5 gives it about 15 s.
+    params = {"engine_port": port, "max_tokens": 48, "max_concurrency": 4}
     settings = Settings.load(code_dir, environ=runtime_env(params))
+    assert settings.max_retries >= 5, "the default max_retries must outlast the embedded engine's restart"
     handle = start_embedded(settings, code_dir)
     # The guard restarts only an engine it has seen healthy (not one failing to start).
     assert wait_until(lambda: "engine is ready" in open(handle.log_file).read())

@@ -317,12 +317,23 @@ def _step(steps: Any, name: str, run: Callable, summary: str) -> argparse.Argume
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    from datarobot import errors as sdk_errors
+
     try:
         args.run(Calls(args.dry_run), args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (sdk_errors.AppPlatformError, sdk_errors.AsyncTimeoutError, sdk_errors.AsyncFailureError) as err:
+        # datarobot 3.20's client.py quotes the token in its 401 message: never print it.
+        print(f"error: DataRobot answered: {without_token(str(err))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def without_token(text: str) -> str:
+    token = os.environ.get(TOKEN_ENV, "")
+    return text.replace(token, f"<{TOKEN_ENV}, redacted>") if token else text
 
 
 if __name__ == "__main__":
