@@ -10,7 +10,6 @@ import pytest
 import responses
 
 from nim_drum.config.settings import Settings, read_definitions
-from nim_drum.devtools import deploy
 from nim_drum.engine_answers import is_transient
 
 from helpers import REPO
@@ -160,6 +159,8 @@ def test_every_readme_command_is_tested_or_marked(heading, command):
 
 
 def test_readme_dry_run_commands_run(monkeypatch, capsys):
+    from nim_drum.devtools import deploy
+
     commands = [c for _, c in bash_commands() if c.startswith("python -m nim_drum.devtools.deploy") and "--dry-run" in c]
     assert commands
     monkeypatch.chdir(REPO)
