@@ -5,7 +5,7 @@ import yaml
 
 from nim_drum.config.settings import Settings
 from nim_drum.errors import ConfigError
-from nim_drum.serving.scoring import sampling
+from nim_drum.serving.requests import sampling
 
 from helpers import REPO, load_settings, runtime_env
 
