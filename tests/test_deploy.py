@@ -13,14 +13,22 @@ import pandas as pd
 import pytest
 import responses
 import yaml
+from datarobot_standin import (
+    DEPLOYMENT_ID,
+    ENDPOINT,
+    ENV_ID,
+    JOB_ID,
+    MODEL_ID,
+    MODEL_VERSION_ID,
+    SCORED_CSV,
+    DataRobotStandIn,
+)
 
 from nim_drum.devtools import deploy
 from nim_drum.devtools.deploy_values import read_values
 from nim_drum.devtools.dropin import model_files
 from nim_drum.serving.chunks import fitting_chunk_bytes
 
-from datarobot_standin import (DEPLOYMENT_ID, ENDPOINT, ENV_ID, JOB_ID, MODEL_ID, MODEL_VERSION_ID, SCORED_CSV,
-                               DataRobotStandIn)
 from helpers import REPO
 
 TOKEN = "drapi-canary-token-4e1f"
@@ -79,7 +87,7 @@ def test_model_uploads_exactly_the_model_files_and_the_values(datarobot, tmp_pat
     paths = [content.decode() for _, content in version.all("filePath")]
     assert paths == model_files(REPO)
     assert "nim_drum/serving/scoring.py" in paths and not [p for p in paths if "devtools" in p]
-    uploaded = dict(zip(paths, (content for _, content in version.all("file"))))
+    uploaded = dict(zip(paths, (content for _, content in version.all("file")), strict=True))
     assert uploaded["nim_drum/config/settings.py"] == (REPO / "nim_drum/config/settings.py").read_bytes()
     assert version.field("baseEnvironmentId").decode() == ENV_ID
     assert json.loads(version.field("runtimeParameterValues")) == [
