@@ -6,6 +6,7 @@ import signal
 import subprocess
 import threading
 
+import openai
 import pandas as pd
 import pytest
 
@@ -118,6 +119,22 @@ def test_engine_http_errors_in_chat_keep_their_status(engine):
     with pytest.raises(ClientError) as error:
         chat(request, hooks.client_for(engine, settings), engine.model)
     assert error.value.status_code == 400 and "engine rejected" in str(error.value)
+
+
+def test_an_engine_5xx_in_chat_is_retried_and_a_lasting_one_reaches_drum_as_an_error(proxy):
+    # README, "Chat": retried like a scoring request; once the retries are used up the error is not a
+    # CustomHTTPError, so DRUM answers it with a 500 (docs/drum.md).
+    settings = settings_for(f"{proxy.url}/v1", max_retries=2)
+    handle = connect_external(settings)
+    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx once)"}]}
+    proxy.inject("502", times=1, match="chat 5xx once")
+    assert chat(request, hooks.client_for(handle, settings), handle.model).choices[0].message.content
+    assert [a.fault for a in proxy.attempts_matching("chat 5xx once")][:2] == ["502", None]
+    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx always)"}]}
+    proxy.inject("503", times=10, match="chat 5xx always")
+    with pytest.raises(openai.InternalServerError):
+        chat(request, hooks.client_for(handle, settings), handle.model)
+    assert [a.fault for a in proxy.attempts_matching("chat 5xx always")] == ["503"] * 3  # 1 + max_retries
 
 
 @pytest.mark.parametrize("status, what_to_check", [
