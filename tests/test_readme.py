@@ -18,11 +18,12 @@ README = (REPO / "README.md").read_text()
 MARKS = ("(GPU host)", "(DataRobot account)", "(your storage; not run here)")
 # Commands the README shows that a test runs as written (or, for the laptop route, step for step).
 TESTED = {
-    "make score": "tests/test_score.py", "make test": ".ci/run",
+    "make score": "tests/test_batch_progress.py (its command)", "make test": ".ci/run",
     "make dropin": "tests/test_dropin.py",
     "python -m nim_drum.devtools.deploy model --environment-id 65f0c0ffee": "test_readme_dry_run_commands_run",
-    "mkdir -p /tmp/store": "tests/test_artifacts.py", "tar -C /tmp/store": "tests/test_artifacts.py",
-    "MLOPS_RUNTIME_PARAM_model_artifact_uri=": "tests/test_artifacts.py",
+    "mkdir -p /tmp/store": "test_air_gap_route_end_to_end_with_drum_score",
+    "tar -C /tmp/store": "test_air_gap_route_end_to_end_with_drum_score",
+    "MLOPS_RUNTIME_PARAM_model_artifact_uri=": "test_air_gap_route_end_to_end_with_drum_score",
 }
 
 
