@@ -14,6 +14,7 @@ TOOLS = [
     ["-m", "nim_drum.devtools.dropin"],
     ["-m", "nim_drum.devtools.docs"],
     ["-m", "nim_drum.devtools.wheelhouse"],
+    ["-m", "nim_drum.devtools.local_drum"],
     ["-m", "nim_drum.devtools.deploy"],
     ["-m", "nim_drum.devtools.deploy", "environment"],
     ["-m", "nim_drum.devtools.deploy", "model"],
