@@ -110,7 +110,10 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python bench/bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Reads: the engine at --base-url, or starts --engine with this checkout as DRUM's code directory. "
+               "Writes: the tables to stdout, and bench.json and bench.png into --out.")
     parser.add_argument("--prompts", type=int, default=256,
                         help="rows for the batch runs (enough for the adaptive limit's cold start to count)")
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -133,7 +136,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the local engine to start when no --base-url is given")
     parser.add_argument("--api-key", default="unused")
     parser.add_argument("--model", help="model name at --base-url (default: its first model)")
-    parser.add_argument("--out", default=str(REPO / "output" / "bench"))
+    parser.add_argument("--out", default=str(REPO / "output" / "bench"), help="where bench.json and bench.png go")
     return parser.parse_args(argv)
 
 

@@ -62,3 +62,19 @@ def test_a_wait_that_times_out_gives_none_and_leaves_no_ghost():
     assert limiter.acquire("b", timeout=0.05) is None
     limiter.release(held)
     assert limiter.in_flight == 0 and limiter.acquire("c", timeout=0.05) is not None
+
+
+def test_a_restarted_process_starts_from_the_level_it_learned(tmp_path, monkeypatch):
+    from nim_drum.serving import engine_limits
+
+    from helpers import load_settings
+
+    monkeypatch.setattr(engine_limits, "learned_file", lambda: tmp_path / "learned.json")
+    monkeypatch.setattr(engine_limits, "_limiters", {})
+    settings = load_settings()
+    first = engine_limits.limiter_for("http://engine:8000/v1", "m", settings)
+    assert first.limit == 16  # nothing learned yet: the start level
+    first.on_change(96)  # what the limiter reports when the controller moves
+    monkeypatch.setattr(engine_limits, "_limiters", {})  # a new process
+    assert engine_limits.limiter_for("http://engine:8000/v1", "m", settings).limit == 96
+    assert engine_limits.limiter_for("http://other:8000/v1", "m", settings).limit == 16
