@@ -78,3 +78,13 @@ def test_a_restarted_process_starts_from_the_level_it_learned(tmp_path, monkeypa
     monkeypatch.setattr(engine_limits, "_limiters", {})  # a new process
     assert engine_limits.limiter_for("http://engine:8000/v1", "m", settings).limit == 96
     assert engine_limits.limiter_for("http://other:8000/v1", "m", settings).limit == 16
+
+
+def test_the_engines_own_queue_is_read_from_each_engines_metrics():
+    from nim_drum.serving.engine_limits import queued_requests
+
+    llama = "# HELP llamacpp:requests_deferred x\nllamacpp:requests_processing 8\nllamacpp:requests_deferred 3\n"
+    vllm = 'vllm:num_requests_running{model_name="m"} 256.0\nvllm:num_requests_waiting{model_name="m"} 12.0\n'
+    nim1 = "num_requests_running 100\nnum_requests_waiting 7\n"
+    assert [queued_requests(text) for text in (llama, vllm, nim1)] == [3, 12, 7]
+    assert queued_requests("# no queue here\nprocess_cpu_seconds_total 4.2\n") is None
