@@ -20,8 +20,7 @@ from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.settings import Settings
 from nim_drum.serving.deadline import Deadline, DeadlinePassed, batch_deadline, within_deadline
 from nim_drum.serving.progress import BatchProgress
-from nim_drum.serving.prompts import row_prompts
-from nim_drum.serving.requests import distinct_requests
+from nim_drum.serving.requests import batch_rows, distinct_requests
 from nim_drum.serving.results import RowResult, batch_summary, raise_for_failed_rows, status_failure, to_frame
 from nim_drum.serving.structured import answer_problem
 
@@ -32,20 +31,19 @@ def score_frame(
     data: pd.DataFrame, client: openai.OpenAI, model: str, settings: Settings, run: DrumRun
 ) -> pd.DataFrame:
     """Complete every row's prompt; the output has exactly one row per input row, in order."""
-    prompts = row_prompts(data, settings.prompt_template, settings.prompt_column_name)
+    batch = batch_rows(data, settings, client)
     deadline, progress = batch_deadline(settings, run), BatchProgress.of(len(data))
-    requests, rows_of = distinct_requests(prompts.texts, settings)
-    progress.add(prompts.texts.count(None), failed=True, completion_tokens=0)
+    requests, rows_of = distinct_requests(batch, settings)
+    progress.add(batch.unsendable(), failed=True, completion_tokens=0)
     bounded = within_deadline(client, deadline, settings.request_timeout)
     answers = send_all(requests, rows_of, bounded, model, settings, deadline, progress)
-    empty = RowResult([], error=prompts.empty_reason, input_fault=True)
     by_row = {row: answers[key] for key, rows in rows_of.items() for row in rows}
-    results = [by_row.get(row, empty) for row in range(len(data))]
+    results = [by_row.get(row) or batch.input_error(row) for row in range(len(data))]
     progress.write()
     log.info(batch_summary(results, time.monotonic() - deadline.started, len(by_row) - len(requests)))
     if settings.on_row_error == "fail":
         raise_for_failed_rows(results)
-    frame = to_frame(results, run.target_name, data.index, with_choices=settings.n > 1)
+    frame = to_frame(results, run.target_name, data.index, with_choices=settings.n > 1, adapters=batch.adapters)
     if len(frame) != len(data):  # DRUM does not check this, and a lost row is a silent error.
         raise AssertionError(f"scored {len(frame)} rows for {len(data)} input rows")
     return frame
@@ -84,7 +82,7 @@ def send_one(
     """One request's completion. Failures become the row's `error`; they never cost other rows."""
     started.append(time.monotonic())
     try:
-        raw = client.chat.completions.with_raw_response.create(model=model, **request)
+        raw = client.chat.completions.with_raw_response.create(**{"model": model, **request})  # a row's adapter wins
     except openai.APIStatusError as err:
         return status_failure(err, model, settings.max_retries, _ms_since(started))
     except (openai.APIError, DeadlinePassed) as err:  # connection errors and timeouts, after every retry
