@@ -16,8 +16,10 @@ from nim_drum.errors import EngineError
 
 KIND = "embedded"
 START_TIMEOUT_SECONDS = 120
-SLOT_CONTEXT_TOKENS = 2048
-MAX_SLOTS = 32
+# 64 slots of 1024 tokens: the KV cache of 32 slots of 2048, with room for the concurrency search
+# to find llama-server's knee (about 32 in flight on 2 cores; docs/engines.md).
+SLOT_CONTEXT_TOKENS = 1024
+MAX_SLOTS = 64
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -71,11 +73,12 @@ def _without_llama_server() -> str:
 def _launch(settings: Settings, code_dir: Path, peft_source: Path) -> EngineLaunch:
     port = settings.engine_port or free_port()
     gguf = find_gguf(code_dir)
+    slots = engine_slots(settings)
     adapters = gguf_adapters(peft_source)
-    command = _llama_server_command(settings, gguf, port) + lora_options([path for _, path in adapters])
+    command = _llama_server_command(settings, gguf, port, slots) + lora_options([path for _, path in adapters])
     with_loras = f" and LoRA adapters {', '.join(name for name, _ in adapters)}" if adapters else ""
     return EngineLaunch(KIND, f"llama-server with {gguf.name}{with_loras}", command, port,
-                        settings.served_model_name, START_TIMEOUT_SECONDS,
+                        settings.served_model_name, START_TIMEOUT_SECONDS, slots=slots,
                         loras=tuple(name for name, _ in adapters))
 
 
@@ -85,9 +88,12 @@ def lora_options(ggufs: list[Path]) -> list[str]:
     return [option for gguf in ggufs for option in ("--lora", str(gguf))]
 
 
-def _llama_server_command(settings: Settings, gguf: Path, port: int) -> list[str]:
+def engine_slots(settings: Settings) -> int:
     # A request's n needs n slots at once (docs/engines.md); more than MAX_SLOTS would need too large a KV cache.
-    slots = min(max(settings.max_concurrency, settings.n), MAX_SLOTS)
+    return min(max(settings.max_concurrency, settings.n), MAX_SLOTS)
+
+
+def _llama_server_command(settings: Settings, gguf: Path, port: int, slots: int) -> list[str]:
     return [
         str(llama_server_binary()), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "--alias", settings.served_model_name, "--parallel", str(slots), "--cont-batching",

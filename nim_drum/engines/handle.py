@@ -19,6 +19,7 @@ class EngineHandle:
     model: str
     api_key: str | None = field(default=None, repr=False)
     log_file: str | None = None
+    slots: int | None = None  # requests the engine runs at once (llama-server's --parallel), when fixed
     # Adapters that llama-server applies by position (its per-request `lora` field), selected here by `model`.
     loras: tuple[str, ...] = ()
 
