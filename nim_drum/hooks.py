@@ -28,6 +28,7 @@ from nim_drum.errors import ConfigError, RequestError
 from nim_drum.serving.chat import chat as send_chat
 from nim_drum.serving.csv_input import read_csv
 from nim_drum.serving.engine_limits import limiter_for
+from nim_drum.serving.requests import served_model_ids
 from nim_drum.serving.scoring import EngineTarget, score_frame
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,22 @@ def load_model(code_dir: str) -> EngineHandle | str:
     if run.gpu_predictor:
         log.info("DRUM's GPU predictor (NIM or vLLM) starts and serves the model; no engine is started here.")
         return settings.served_model_name
-    return open_engine(settings, code_dir, run)
+    handle = open_engine(settings, code_dir, run)
+    check_adapter(settings, handle)
+    return handle
+
+
+def check_adapter(settings: Settings, handle: EngineHandle) -> None:
+    """The deployment's adapter must be one the engine serves: otherwise every row would fail."""
+    if not settings.adapter:
+        return
+    served = served_model_ids(client_for(handle, settings))
+    if served is not None and settings.adapter not in served:
+        raise ConfigError(
+            f"Runtime parameter 'adapter' is {settings.adapter!r}, which the engine does not serve; its /v1/models "
+            f"lists: {', '.join(served) or 'nothing'}. Put the adapter's folder in NIM_PEFT_SOURCE (or the code "
+            "directory's loras/, or lora_artifact_uri), or set adapter to one of those."
+        )
 
 
 def place_artifacts(settings: Settings, code_dir: str | os.PathLike, run: DrumRun | None = None) -> None:

@@ -55,6 +55,29 @@ def make_code_dir(path: Path) -> Path:
     return path
 
 
+# The LoRA adapter trained at test set-up (tests/make_adapter.py, `make test`): it starts every answer with STYLE.
+ADAPTER = "pirate"
+STYLE = "Ahoy"
+
+
+def trained_loras() -> Path:
+    """The folder of adapter folders (as NIM_PEFT_SOURCE is) that `make test` trains once."""
+    path = Path(os.environ.get("TEST_LORAS", REPO / ".venv-vllm" / "loras"))
+    if not (path / ADAPTER / "adapter.gguf").is_file():
+        import pytest
+
+        pytest.fail(f"no trained adapter at {path / ADAPTER}: run `make test`, which trains it once")
+    return path
+
+
+def make_lora_code_dir(path: Path) -> Path:
+    """A code directory whose loras/ (the default NIM_PEFT_SOURCE) holds the trained adapter."""
+    make_code_dir(path)
+    (path / "loras").mkdir()
+    (path / "loras" / ADAPTER).symlink_to(trained_loras() / ADAPTER)
+    return path
+
+
 def runtime_env(params: dict | None = None, **extra: str) -> dict[str, str]:
     """The environment DRUM sets for runtime parameters: MLOPS_RUNTIME_PARAM_<name> = JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}

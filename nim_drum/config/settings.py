@@ -22,7 +22,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nim_drum.config.layout import METADATA_FILE, RUNTIME_PARAM_PREFIX
-from nim_drum.config.values import response_format_payload, stop_sequences, template_columns
+from nim_drum.config.values import (
+    ADAPTER_NAME_HELP,
+    adapter_name_problem,
+    response_format_payload,
+    stop_sequences,
+    template_columns,
+)
 from nim_drum.errors import ConfigError
 from nim_drum.redaction import redact
 
@@ -96,6 +102,10 @@ class Settings(BaseModel):
     gpu_memory_utilization: float | None = None
     huggingfacetoken: str | None = SECRET
     vllm_python: str | None = None
+    # LoRA adapters per deployment and per row, and whole conversations per row (docs/nim.md, "LoRA adapters").
+    adapter: str | None = None
+    adapter_column_name: str | None = None
+    messages_column_name: str | None = None
 
     @classmethod
     def load(cls, code_dir: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Settings:
@@ -174,6 +184,16 @@ class Settings(BaseModel):
         if raw is not None:
             response_format_payload(raw)
         return raw
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _adapter(cls, raw: Any) -> Any:
+        name = raw.strip() if isinstance(raw, str) else raw
+        problem = adapter_name_problem(name) if isinstance(name, str) and name else None
+        if problem:
+            raise ConfigError(f"Runtime parameter 'adapter' is {name[:80]!r}, not an adapter name: {problem}; "
+                              f"{ADAPTER_NAME_HELP}.")
+        return name
 
     @field_validator("model_artifact_sha256")
     @classmethod

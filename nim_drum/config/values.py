@@ -1,4 +1,4 @@
-"""Runtime parameter values with a grammar of their own: prompt_template, response_format and stop."""
+"""Values with a grammar of their own: prompt_template, response_format, stop, and adapter names."""
 
 from __future__ import annotations
 
@@ -73,6 +73,25 @@ def template_columns(template: str) -> tuple[str, ...]:
         )
     return tuple(dict.fromkeys(names))
 
+
+ADAPTER_NAME_HELP = (
+    "an adapter is named by its folder in NIM_PEFT_SOURCE, as the engine's /v1/models lists it: "
+    "letters, digits, '.', '_', '-' and ':', at most 256 characters, with no path separator"
+)
+MAX_ADAPTER_NAME = 256
+
+
+def adapter_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an adapter's name (a path, a control character, too long), or None."""
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name in (".", "..") or name.startswith("."):
+        return "it starts with '.'"
+    if len(name) > MAX_ADAPTER_NAME:
+        return f"it is {len(name)} characters long"
+    if not all(char.isalnum() or char in "._-:" for char in name):
+        return "it holds a character other than letters, digits, '.', '_', '-' and ':'"
+    return None
 
 
 def stop_sequences(raw: str | None) -> tuple[str, ...] | None:

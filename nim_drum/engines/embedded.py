@@ -6,8 +6,10 @@ import importlib.util
 import os
 from pathlib import Path
 
+from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.layout import MODEL_REPO
 from nim_drum.config.settings import Settings
+from nim_drum.engines.adapters import gguf_adapters
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
 from nim_drum.errors import EngineError
@@ -21,9 +23,15 @@ MAX_SLOTS = 64
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def start_embedded(settings: Settings, code_dir: str | os.PathLike, owner: int | None = None) -> EngineHandle:
-    """Return the code directory's running llama-server, starting it if there is none."""
-    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)), owner)
+def start_embedded(
+    settings: Settings, code_dir: str | os.PathLike, owner: int | None = None, peft_source: Path | None = None
+) -> EngineHandle:
+    """Return the code directory's running llama-server, starting it if there is none.
+
+    It serves the GGUF adapters in peft_source (default: NIM_PEFT_SOURCE, or <code_dir>/loras).
+    """
+    peft = peft_source or DrumRun.detect().peft_source(code_dir)
+    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir), peft), owner)
 
 
 def stop_embedded(code_dir: str | os.PathLike) -> None:
@@ -62,13 +70,22 @@ def _without_llama_server() -> str:
             "server, or start DRUM with --gpu-predictor=nim so that NIM serves the model.")
 
 
-def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
+def _launch(settings: Settings, code_dir: Path, peft_source: Path) -> EngineLaunch:
     port = settings.engine_port or free_port()
     gguf = find_gguf(code_dir)
     slots = engine_slots(settings)
-    command = _llama_server_command(settings, gguf, port, slots)
-    return EngineLaunch(KIND, f"llama-server with {gguf.name}", command, port, settings.served_model_name,
-                        START_TIMEOUT_SECONDS, slots=slots)
+    adapters = gguf_adapters(peft_source)
+    command = _llama_server_command(settings, gguf, port, slots) + lora_options([path for _, path in adapters])
+    with_loras = f" and LoRA adapters {', '.join(name for name, _ in adapters)}" if adapters else ""
+    return EngineLaunch(KIND, f"llama-server with {gguf.name}{with_loras}", command, port,
+                        settings.served_model_name, START_TIMEOUT_SECONDS, slots=slots,
+                        loras=tuple(name for name, _ in adapters))
+
+
+def lora_options(ggufs: list[Path]) -> list[str]:
+    """One --lora per adapter, in the order their ids follow: each request says which one it uses (its
+    `lora` field, which nim_drum.engines.lora_routing sets from its `model`)."""
+    return [option for gguf in ggufs for option in ("--lora", str(gguf))]
 
 
 def engine_slots(settings: Settings) -> int:

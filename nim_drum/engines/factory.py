@@ -17,5 +17,5 @@ def open_engine(settings: Settings, code_dir: str | os.PathLike, run: DrumRun) -
     if settings.engine == "external":
         return connect_external(settings)
     if settings.engine == "vllm":
-        return start_vllm(settings, code_dir, run.owning_process())
-    return start_embedded(settings, code_dir, run.owning_process())
+        return start_vllm(settings, code_dir, run.owning_process(), run.peft_source(code_dir))
+    return start_embedded(settings, code_dir, run.owning_process(), run.peft_source(code_dir))

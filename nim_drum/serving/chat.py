@@ -28,7 +28,7 @@ def chat(params: Any, client: openai.OpenAI, served_model: str, limiter: EngineL
     chunks included), and holds its permit until the answer, or the stream, has ended.
     """
     request = dict(_validated(params))
-    request["model"] = _model_for(request.get("model"), served_model)
+    request["model"] = _model_for(request.get("model"), served_model, client)
     permit = _permit(limiter, client)
     try:
         response = _create(client, request, served_model)
@@ -125,12 +125,21 @@ def _validated(params: Any) -> dict:
     return params
 
 
-def _model_for(requested: Any, served_model: str) -> str:
+def _model_for(requested: Any, served_model: str, client: openai.OpenAI) -> str:
+    """The base model for no model, DRUM's default name or the served name; an adapter the engine serves
+    (as on NIM, a request selects a LoRA adapter by its name)."""
     if not requested or requested in (DEFAULT_MODEL_NAME, served_model):
         return served_model
+    try:
+        served = [model.id for model in client.models.list()]
+    except openai.OpenAIError:
+        served = [served_model]
+    if requested in served:
+        return requested
     raise ClientError(
-        f"Model {requested!r} is not served here; use {served_model!r} or {DEFAULT_MODEL_NAME!r}, "
-        "or leave 'model' out.",
+        f"Model {str(requested)[:80]!r} is not served here; use {served_model!r} or {DEFAULT_MODEL_NAME!r} (or leave "
+        f"'model' out) for the base model, or one of the adapters the engine serves: "
+        f"{', '.join(name for name in served if name != served_model) or 'none'}.",
         404,
     )
 

@@ -42,7 +42,9 @@ def status_failure(err: openai.APIStatusError, model: str, max_retries: int, lat
     )
 
 
-def to_frame(results: list[RowResult], target: str, index: pd.Index, with_choices: bool) -> pd.DataFrame:
+def to_frame(
+    results: list[RowResult], target: str, index: pd.Index, with_choices: bool, adapters: list[str] | None = None
+) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             target: [r.choices[0] if r.choices else "" for r in results],
@@ -57,6 +59,8 @@ def to_frame(results: list[RowResult], target: str, index: pd.Index, with_choice
     )
     if with_choices:
         frame.insert(1, "choices", [json.dumps(r.choices, ensure_ascii=False) for r in results])
+    if adapters is not None:  # which adapter answered each row ('' for the base model)
+        frame.insert(list(frame.columns).index("finish_reason"), "adapter", adapters)
     return frame
 
 

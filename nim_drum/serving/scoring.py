@@ -24,8 +24,7 @@ from nim_drum.config.settings import Settings
 from nim_drum.serving.deadline import Deadline, DeadlinePassed, batch_deadline, exceeded_message, within_deadline
 from nim_drum.serving.limiter import EngineLimiter, Permit
 from nim_drum.serving.progress import BatchProgress
-from nim_drum.serving.prompts import row_prompts
-from nim_drum.serving.requests import distinct_requests
+from nim_drum.serving.requests import batch_rows, distinct_requests
 from nim_drum.serving.results import RowResult, batch_summary, raise_for_failed_rows, status_failure, to_frame
 from nim_drum.serving.structured import answer_problem
 
@@ -43,23 +42,22 @@ class EngineTarget:
 
 def score_frame(data: pd.DataFrame, target: EngineTarget, settings: Settings, run: DrumRun) -> pd.DataFrame:
     """Complete every row's prompt; the output has exactly one row per input row, in order."""
-    prompts = row_prompts(data, settings.prompt_template, settings.prompt_column_name)
+    batch = batch_rows(data, settings, target.client)
     deadline = batch_deadline(settings, run)
     progress = BatchProgress.of(len(data), concurrency=lambda: target.limiter.limit)
-    requests, rows_of = distinct_requests(prompts.texts, settings)
-    progress.add(prompts.texts.count(None), failed=True, completion_tokens=0)
+    requests, rows_of = distinct_requests(batch, settings)
+    progress.add(batch.unsendable(), failed=True, completion_tokens=0)
     bounded = replace(target, client=within_deadline(target.client, deadline, settings.request_timeout))
     answers = send_all(requests, rows_of, bounded, settings, deadline, progress)
-    empty = RowResult([], error=prompts.empty_reason, input_fault=True)
     by_row = {row: answers[key] for key, rows in rows_of.items() for row in rows}
-    results = [by_row.get(row, empty) for row in range(len(data))]
+    results = [by_row.get(row) or batch.input_error(row) for row in range(len(data))]
     late = explain_unfinished(results, data, deadline, settings, run)
     progress.write()
     summary = batch_summary(results, time.monotonic() - deadline.started, len(by_row) - len(requests))
     log.info("%s concurrency=%d%s", summary, target.limiter.limit, f"; {late}" if late else "")
     if settings.on_row_error == "fail":
         raise_for_failed_rows(results)
-    frame = to_frame(results, run.target_name, data.index, with_choices=settings.n > 1)
+    frame = to_frame(results, run.target_name, data.index, with_choices=settings.n > 1, adapters=batch.adapters)
     if len(frame) != len(data):  # DRUM does not check this, and a lost row is a silent error.
         raise AssertionError(f"scored {len(frame)} rows for {len(data)} input rows")
     return frame
@@ -136,7 +134,7 @@ def send_one(
     """One request's completion. Failures become the row's `error`; they never cost other rows."""
     started.append(time.monotonic())
     try:
-        raw = client.chat.completions.with_raw_response.create(model=model, **request)
+        raw = client.chat.completions.with_raw_response.create(**{"model": model, **request})  # a row's adapter wins
     except openai.APIStatusError as err:
         return status_failure(err, model, settings.max_retries, _ms_since(started))
     except (openai.APIError, DeadlinePassed) as err:  # connection errors and timeouts, after every retry

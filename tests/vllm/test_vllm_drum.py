@@ -16,7 +16,7 @@ from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.engines.launcher import state_dir_for
 from nim_drum.engines.vllm_engine import VENV_PYTHON
 
-from helpers import EXTRA_COLUMNS, free_port, runtime_env
+from helpers import ADAPTER, EXTRA_COLUMNS, free_port, runtime_env
 from vllm_support import MAX_MODEL_LEN, VLLM_PARAMS, make_vllm_code_dir, vllm_dir, vllm_engine  # noqa: F401
 
 pytestmark = pytest.mark.vllm
@@ -65,7 +65,7 @@ def test_server_predictions_with_csv(vllm_server):
 
 def test_server_chat_and_streaming_with_the_openai_sdk(vllm_server):
     client = openai.OpenAI(base_url=f"{vllm_server.url}/v1", api_key="unused")
-    assert [m.id for m in client.models.list()] == ["datarobot-deployed-llm"]
+    assert [m.id for m in client.models.list()] == ["datarobot-deployed-llm", ADAPTER]
     reply = client.chat.completions.create(model="datarobot-deployed-llm", messages=FRANCE, max_tokens=16, temperature=0)
     assert "Paris" in reply.choices[0].message.content
     stream = client.chat.completions.create(messages=FRANCE, model="", max_tokens=16, temperature=0, stream=True)

@@ -18,7 +18,7 @@ from test_score import (  # noqa: F401 - the embedded suite's tests, run here ag
     test_the_system_prompt_is_sent_before_every_prompt,
 )
 
-from helpers import TARGET, engine_root
+from helpers import ADAPTER, TARGET, engine_root
 from vllm_support import requests_running, vllm_dir, vllm_engine  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.vllm
@@ -32,9 +32,10 @@ def engine(vllm_engine):
     return vllm_engine
 
 
-def test_the_engine_is_vllm_serving_the_configured_model_name(engine):
-    assert engine.kind == "vllm"
-    assert [m.id for m in OpenAI(base_url=engine.base_url, api_key="none").models.list()] == ["datarobot-deployed-llm"]
+def test_the_engine_is_vllm_serving_the_configured_model_name_and_the_adapter(engine):
+    assert engine.kind == "vllm" and not engine.loras  # vLLM selects adapters by `model` itself
+    listed = [m.id for m in OpenAI(base_url=engine.base_url, api_key="none").models.list()]
+    assert listed == ["datarobot-deployed-llm", ADAPTER]
 
 
 def test_requests_overlap_at_the_engine(engine):

@@ -15,7 +15,7 @@ import requests
 from nim_drum.config.settings import Settings
 from nim_drum.engines.vllm_engine import VENV_PYTHON, start_vllm, stop_vllm
 
-from helpers import make_code_dir, runtime_env
+from helpers import ADAPTER, make_code_dir, runtime_env, trained_loras
 
 # The test engine's context: small enough that the embedded suite's over-long prompt (5,000 words)
 # is rejected, as it is by llama-server's 2,048-token slots.
@@ -31,11 +31,15 @@ def checkpoint() -> Path:
     return path
 
 
-def make_vllm_code_dir(path: Path, folder: str = "model-repo") -> Path:
-    """A code directory whose `folder` (model-repo, or DRUM's vllm/) holds the checkpoint."""
+def make_vllm_code_dir(path: Path, folder: str = "model-repo", loras: bool = False) -> Path:
+    """A code directory whose `folder` (model-repo, or DRUM's vllm/) holds the checkpoint, and whose
+    loras/ (the default NIM_PEFT_SOURCE) holds the trained adapter when `loras`."""
     if not path.exists():
         make_code_dir(path)
         (path / folder).symlink_to(checkpoint())
+        if loras:
+            (path / "loras").mkdir()
+            (path / "loras" / ADAPTER).symlink_to(trained_loras() / ADAPTER)
     return path
 
 
@@ -47,14 +51,14 @@ def vllm_settings(code_dir: Path, **params) -> Settings:
 def vllm_dir(tmp_path_factory) -> Path:
     # One fixed directory for the whole session: every module that starts the engine there
     # shares the running one through the launcher's state file, as DRUM workers do.
-    directory = make_vllm_code_dir(tmp_path_factory.getbasetemp() / "vllm-engine" / "code")
+    directory = make_vllm_code_dir(tmp_path_factory.getbasetemp() / "vllm-engine" / "code", loras=True)
     yield directory
     stop_vllm(directory)
 
 
 @pytest.fixture(scope="session")
 def vllm_engine(vllm_dir):
-    """The real vLLM OpenAI server on CPU, serving the checkpoint, shared by the session."""
+    """The real vLLM OpenAI server on CPU, serving the checkpoint and the trained adapter, shared by the session."""
     return start_vllm(vllm_settings(vllm_dir), vllm_dir)
 
 
