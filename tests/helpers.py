@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -61,8 +62,15 @@ STYLE = "Ahoy"
 
 
 def trained_loras() -> Path:
-    """The folder of adapter folders (as NIM_PEFT_SOURCE is) that `make test` trains once."""
-    path = Path(os.environ.get("TEST_LORAS", REPO / ".venv-vllm" / "loras"))
+    """The folder of adapter folders (as NIM_PEFT_SOURCE is) that `make test` trains once per machine.
+
+    The Makefile keeps it in the user's cache under the key of what makes it: the same key here.
+    """
+    made_by = b"".join((REPO / name).read_bytes()
+                       for name in ("tests/make_adapter.py", "requirements-vllm.txt", "requirements-engine.txt"))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    default = cache / "nim-drum" / f"test-loras-{hashlib.sha256(made_by).hexdigest()[:12]}"
+    path = Path(os.environ.get("TEST_LORAS", default))
     if not (path / ADAPTER / "adapter.gguf").is_file():
         import pytest
 
