@@ -1,13 +1,14 @@
 """NIM's health routes in front of a real engine, for the stand-in NIMs and the sidecar tests (tests only, NOT NIM).
 
     python3 nim_front.py --port PORT [--load-seconds N] -- ENGINE_COMMAND ... {upstream} ...
+    python3 nim_front.py --port PORT --upstream ENGINE_PORT      (an engine that already runs)
 
 NIM serves `/v1/health/live` (200 as soon as the process runs) and `/v1/health/ready` (503 until
 the model is loaded, then 200). llama-server has neither, only `/health`. This front listens on
 127.0.0.1:PORT, starts the engine as its child on a free port (`{upstream}` in the command), answers
 the two routes itself and passes every other request through, streamed. Ready means: the engine's
 `/health` answers 200 and, to stand in for a large model's load, --load-seconds have passed since
-start. It exits with the engine, and stops the engine on SIGTERM. Python's standard library only: it
+start. It exits with the engine it started, and stops that engine on SIGTERM. Python's standard library only: it
 runs on the stand-ins' own python3 and on the host.
 """
 
@@ -97,13 +98,19 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--load-seconds", type=float, default=0.0)
+    parser.add_argument("--upstream", type=int, help="front this engine's port instead of starting one")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = [word for word in args.command if word != "--"]
-    Front.upstream = free_port()
+    Front.upstream = args.upstream or free_port()
     Front.ready_after = time.monotonic() + args.load_seconds
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Front)
     server.daemon_threads = True
+    if args.upstream:
+        print(f"[stand-in NIM] NIM's health routes on 127.0.0.1:{args.port} for the engine on {args.upstream}", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        server.serve_forever()
+        return 0
     engine = subprocess.Popen([word.replace("{upstream}", str(Front.upstream)) for word in command])
     print(f"[stand-in NIM] /v1/health/live and /v1/health/ready on 127.0.0.1:{args.port}, "
           f"engine on 127.0.0.1:{Front.upstream}, ready after it loads (+{args.load_seconds:g} s)", flush=True)
