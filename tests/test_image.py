@@ -211,7 +211,7 @@ def installed_with(names):
     return seen
 
 
-@pytest.mark.parametrize("python", ["3.11", "3.13"])
+@pytest.mark.parametrize("python", ["3.10", "3.11", "3.12", "3.13"])
 def test_the_wheelhouse_takes_one_pin_per_package_for_the_target_python(python):
     from nim_drum.devtools.wheelhouse import LOCK, locked_requirements, pins_for
 
@@ -220,3 +220,19 @@ def test_the_wheelhouse_takes_one_pin_per_package_for_the_target_python(python):
     assert len(names) == len(set(names)), "a package pinned twice for one Python: markers not evaluated"
     assert "pywin32" not in names and "colorama" not in names  # Windows-only pins
     assert "datarobot-drum==1.18.1" in pins and all("==" in pin for pin in pins)
+
+
+def test_the_lock_gives_python_3_10_releases_that_support_it():
+    """NIM 1.x bases ship Python 3.10: the lock splits the pins whose newest release needs 3.11."""
+    from nim_drum.devtools.wheelhouse import LOCK, locked_requirements, pins_for
+
+    pins = dict(pin.split("==") for pin in pins_for(locked_requirements(LOCK), "3.10", "x86_64"))
+    assert pins["pandas"].startswith("2.") and pins["numpy"].startswith("2.2.")
+    assert pins_for(locked_requirements(LOCK), "3.11", "x86_64") != list(map("==".join, pins.items()))
+
+
+def test_the_package_parses_as_python_3_10():
+    """The image runs nim_drum on the base's own Python, 3.10 on NIM 1.x bases (make test-image also
+    runs mypy --python-version 3.10, which checks the standard library names)."""
+    for module in [REPO / "custom.py", *(p for p in (REPO / "nim_drum").rglob("*.py") if "devtools" not in p.parts)]:
+        ast.parse(module.read_text(), filename=str(module), feature_version=(3, 10))
