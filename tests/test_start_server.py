@@ -269,3 +269,36 @@ def test_sidecar_mode_against_the_embedded_engine(engine, code_dir, script_serve
     assert response.status_code == 200, response.text
     body = response.json()
     assert "Paris" in body["predictions"][0] and "finish_reason" in body["extraModelOutput"]["columns"]
+
+
+NIM2_LAUNCH = REPO / "image" / "nim2_start_server.sh"
+
+
+def nim2_launch(tmp_path, **env):
+    """image/nim2_start_server.sh with a nim-serve that reports the variables it was given."""
+    executable(tmp_path / "bin" / "nim-serve", 'echo "nim-serve $* port=$NIM_SERVER_PORT path=${NIM_MODEL_PATH-unset}'
+               ' level=${NIM_LOG_LEVEL-unset}"\n')
+    base = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "NIM_SERVER_PORT": "9999", "NIM_SERVED_MODEL_NAME": "m"}
+    return subprocess.run([str(NIM2_LAUNCH), "--extra"], env={**base, **env}, capture_output=True, text=True, timeout=30)
+
+
+def test_the_nim2_launch_script_maps_the_1x_variables(tmp_path):
+    (tmp_path / "model-repo").mkdir()
+    result = nim2_launch(tmp_path, NIM_MODEL_NAME=str(tmp_path / "model-repo"), NIM_LOG_LEVEL="DEFAULT")
+    assert result.returncode == 0, result.stderr
+    assert f"nim-serve --extra port=9999 path={tmp_path / 'model-repo'} level=unset" in result.stdout
+    assert "level=DEBUG" in nim2_launch(tmp_path, NIM_LOG_LEVEL="TRACE").stdout
+    assert "level=WARNING" in nim2_launch(tmp_path, NIM_LOG_LEVEL="WARNING").stdout
+
+
+@pytest.mark.parametrize("passthrough", ["--port 8001", "--max-num-seqs 8 --served-model-name=x"])
+def test_the_nim2_launch_script_refuses_passthrough_args_that_outrank_drums_port_and_name(tmp_path, passthrough):
+    result = nim2_launch(tmp_path, NIM_PASSTHROUGH_ARGS=passthrough)
+    assert result.returncode == 2 and "nim-serve" not in result.stdout.replace("[nim-drum]", "")
+    assert "which outranks the NIM_SERVER_PORT and NIM_SERVED_MODEL_NAME that DRUM gives NIM" in result.stdout
+    assert "set the DR_NIM_SERVER_PORT or served_model_name runtime parameter instead" in result.stdout
+
+
+def test_the_nim2_launch_script_keeps_other_passthrough_args(tmp_path):
+    result = nim2_launch(tmp_path, NIM_PASSTHROUGH_ARGS="--max-num-seqs 8 --portable-x")
+    assert result.returncode == 0 and "nim-serve --extra port=9999" in result.stdout

@@ -278,7 +278,10 @@ LOAD_SECONDS = 10  # the stand-in holds /v1/health/ready at 503 this long after 
 def test_nim_mode_drums_nim_predictor_launches_the_standin(image, layout):
     """The production path: DRUM's NIM predictor launches the (stand-in) NIM and calls our score.
     DRUM's /ping/ proxies NIM's /v1/health/ready: 503 while NIM loads, 200 after."""
-    env = {"ENABLE_CUSTOM_MODEL_RUNTIME_ENV_DUMP": "1", "STANDIN_LOAD_SECONDS": str(LOAD_SECONDS)}
+    # NIM_LOG_LEVEL as DataRobot sends the metadata default: a 1.x value the 2.x stand-in refuses
+    # unless the image's launch script maps it (image/nim2_start_server.sh).
+    env = {"ENABLE_CUSTOM_MODEL_RUNTIME_ENV_DUMP": "1", "STANDIN_LOAD_SECONDS": str(LOAD_SECONDS),
+           **runtime_params(NIM_LOG_LEVEL="DEFAULT")}
     with Container(image, f"nim-{layout.name}", env) as container:
         nim = f"http://127.0.0.1:{container.nim_port}"
         assert_while_nim_loads(container, nim)
@@ -290,7 +293,7 @@ def test_nim_mode_drums_nim_predictor_launches_the_standin(image, layout):
         assert f"on 127.0.0.1:{container.nim_port} (uid 1000)" in log  # DRUM's port reached the engine
         assert "nim_drum imported from /opt/nim-drum/nim_drum" in log  # the image's one copy
         if layout.name == "nim2":
-            assert "[nim-drum] NIM 2.x base: nim-serve" in log
+            assert "[nim-drum] NIM 2.x base: nim-serve" in log and "log level (NIM default)" in log
             assert "is the image's pass-through (the base image has none)" in log
         else:
             assert "[stand-in NVIDIA entrypoint]" in log
