@@ -177,7 +177,7 @@ def uv_image(engine: ContainerEngine) -> str:
             (Path(tmp) / "uv").write_bytes(archive.read(f"uv-{UV_VERSION}.data/scripts/uv"))
         (Path(tmp) / "uv").chmod(0o755)
         (Path(tmp) / "Containerfile").write_text("FROM scratch\nCOPY uv /uv\n")
-        result = build(engine, Path(tmp), tag)
+        result = build(engine, Path(tmp), tag, containerfile=Path(tmp) / "Containerfile")
     if result.returncode != 0:
         raise RuntimeError(f"building the uv stand-in failed:\n{result.stdout}\n{result.stderr}")
     return tag
@@ -189,7 +189,7 @@ def without_python(engine: ContainerEngine, base: str) -> str:
     with tempfile.TemporaryDirectory(prefix="standin-nopython-") as tmp:
         (Path(tmp) / "Containerfile").write_text(
             f"FROM {base}\nUSER 0\nRUN rm -f /usr/bin/python3 /usr/bin/python3.*\nUSER 1000\n")
-        result = build(engine, Path(tmp), tag)
+        result = build(engine, Path(tmp), tag, containerfile=Path(tmp) / "Containerfile")
     if result.returncode != 0:
         raise RuntimeError(f"building {tag} failed:\n{result.stdout}\n{result.stderr}")
     return tag
