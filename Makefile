@@ -93,7 +93,7 @@ $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
 # The environment's Docker context for DataRobot, byte-identical on every run, and the docker
 # commands that build and save the image that goes with it.
 dropin: | $(VENV)/.runtime
-	$(PY) -m nim_drum.devtools.dropin $(DROPIN_DIR)
+	$(PY) -m nim_drum.devtools.dropin --build-args '$(BUILD_ARGS)' $(DROPIN_DIR)
 
 # --- The image -------------------------------------------------------------------------------------
 # docker where a Docker engine answers, podman otherwise; CONTAINER_ENGINE=podman chooses. With a
@@ -113,9 +113,9 @@ image:
 	$(CONTAINER_ENGINE) build $(IMAGE_BUILD_FLAGS) $(BUILD_ARGS) -t $(IMAGE) .
 
 # The two files a DataRobot environment version takes: the context and the saved image, tagged
-# with the context's sha256 as make dropin prints it.
+# with the NIM's tag and a digest of the context and NIM_IMAGE (BUILD_ARGS), as make dropin prints it.
 image-tarballs: dropin
-	tag=datarobot-nim-drum:$$(sha256sum $(DROPIN_DIR)/nim-drum-context.tar.gz | cut -c1-12) \
+	tag=$$($(PY) -m nim_drum.devtools.dropin --print-tag --build-args '$(BUILD_ARGS)' $(DROPIN_DIR)) \
 		&& $(MAKE) --no-print-directory image IMAGE=$$tag \
 		&& $(CONTAINER_ENGINE) save $$tag | gzip -9 > $(DROPIN_DIR)/nim-drum-image.tar.gz.partial \
 		&& mv $(DROPIN_DIR)/nim-drum-image.tar.gz.partial $(DROPIN_DIR)/nim-drum-image.tar.gz

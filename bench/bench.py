@@ -22,10 +22,11 @@ import argparse
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import throughput
 
 import drum_runs
 import report
@@ -49,6 +50,9 @@ class Phase:
     chat: list[Run]
     added_latency: dict
     drum_score: Run | None = None
+    four_chunks: Run | None = None
+    fixed: list[Run] = field(default_factory=list)
+    csv_bytes: bytes = b""
 
 
 def cpu_probe(engine: int | None, drum: int | None = None):
@@ -74,11 +78,21 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
     tokens_of = drum_runs.engine_tokens_counter(base_url.removesuffix("/v1"))
     values = drum_runs.ours_runtime_params(base_url, model, args.max_tokens, args.max_concurrency, args.api_key)
     score = drum_runs.drum_score_run(work, csv_path, len(prompts), values) if mode == "shared" else None
+    csv_bytes, four_chunks = csv_path.read_bytes(), None
+    throughput.forget_learned(base_url, model)  # ours starts cold, as a new deployment does
     with drum_runs.ours_server(work, values) as server:
-        ours = drum_runs.predictions_run("ours: /predictions", server.url, csv_path.read_bytes(), len(prompts),
-                                         args.max_concurrency, tokens_of, cpu_probe(engine, server.process.pid))
-        print(f"  {'ours: /predictions':<28} concurrency {args.max_concurrency:>4}: "
+        ours = drum_runs.predictions_run("ours: /predictions", server.url, csv_bytes, len(prompts),
+                                         args.max_concurrency or 0, tokens_of, cpu_probe(engine, server.process.pid))
+        ours.concurrency = args.max_concurrency or throughput.learned_concurrency(server.log_path) or 0
+        print(f"  {'ours: /predictions':<28} concurrency {ours.concurrency:>4}: "
               f"{ours.output_token_throughput:8.1f} output tok/s", flush=True)
+        if mode == "shared":
+            four_chunks = throughput.chunks_run(f"ours: {throughput.CHUNKS} chunks at once", server.url, csv_bytes,
+                                                len(prompts), throughput.CHUNKS, tokens_of,
+                                                cpu_probe(engine, server.process.pid))
+            four_chunks.concurrency = throughput.learned_concurrency(server.log_path) or 0
+            print(f"  {four_chunks.name:<28} concurrency {four_chunks.concurrency:>4}: "
+                  f"{four_chunks.output_token_throughput:8.1f} output tok/s", flush=True)
         drum_client = client_for(f"{server.url}/v1")
         measure("warm-up", drum_client, model, make_prompts(WARM_UP_REQUESTS), 2, args.max_tokens, stream=True)
         chat = [measure("chat via DRUM, streamed", drum_client, model,
@@ -86,22 +100,31 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
                         cpu_probe=cpu_probe(engine, server.process.pid))
                 for level in CHAT_LEVELS]
         added = paired_added_latency(base_url, f"{server.url}/v1", model, args.latency_pairs, args.latency_max_tokens)
-    builtin = drum_runs.drum_builtin_run(work, base_url.removesuffix("/v1"), csv_path.read_bytes(), len(prompts),
+    fixed = (throughput.fixed_runs(work, values, csv_bytes, len(prompts), tokens_of, lambda drum: cpu_probe(engine, drum))
+             if mode == "shared" and args.max_concurrency is None else [])
+    builtin = drum_runs.drum_builtin_run(work, base_url.removesuffix("/v1"), csv_bytes, len(prompts),
                                          args.max_tokens, tokens_of,
                                          lambda drum: cpu_probe(engine, drum))
-    return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score)
+    return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score,
+                 four_chunks, fixed, csv_bytes)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompts", type=int, default=64, help="rows for the batch runs")
+    parser = argparse.ArgumentParser(
+        prog="python bench/bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Reads: the engine at --base-url, or starts --engine with this checkout as DRUM's code directory. "
+               "Writes: the tables to stdout, and bench.json and bench.png into --out.")
+    parser.add_argument("--prompts", type=int, default=256,
+                        help="rows for the batch runs (enough for the adaptive limit's cold start to count)")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="levels for the direct client sweep")
     parser.add_argument("--sweep-requests", type=int, default=16,
                         help="requests per sweep level (at least twice the level)")
-    parser.add_argument("--max-concurrency", type=int, default=16, help="our max_concurrency for batch scoring")
-    parser.add_argument("--engine-slots", type=int, default=32,
-                        help="the local engine's parallel slots (its max_concurrency; llama-server caps it at 32)")
+    parser.add_argument("--max-concurrency", type=int,
+                        help="a fixed max_concurrency for our batch runs (default: ours at its defaults, the adaptive "
+                             "limit, beside fixed 16 and fixed 200)")
+    parser.add_argument("--engine-slots", type=int, default=64,
+                        help="the local engine's parallel slots (llama-server: at most 64, as the embedded engine)")
     parser.add_argument("--engine-threads", type=int,
                         help="the embedded engine's --threads (default: the number of cores it may use)")
     parser.add_argument("--latency-pairs", type=int, default=200, help="interleaved request pairs for added latency")
@@ -113,7 +136,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the local engine to start when no --base-url is given")
     parser.add_argument("--api-key", default="unused")
     parser.add_argument("--model", help="model name at --base-url (default: its first model)")
-    parser.add_argument("--out", default=str(REPO / "output" / "bench"))
+    parser.add_argument("--out", default=str(REPO / "output" / "bench"), help="where bench.json and bench.png go")
     return parser.parse_args(argv)
 
 

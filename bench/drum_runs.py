@@ -37,9 +37,12 @@ def engine_tokens_counter(root: str):
     return read
 
 
-def ours_runtime_params(base_url: str, model: str, max_tokens: int, max_concurrency: int, api_key: str) -> dict:
+def ours_runtime_params(base_url: str, model: str, max_tokens: int, max_concurrency: int | None, api_key: str) -> dict:
+    """Our runtime parameters; with max_concurrency None, the defaults (the adaptive limit)."""
     values = {"engine": "external", "base_url": base_url, "max_tokens": max_tokens, "temperature": 0,
-              "max_concurrency": max_concurrency, "served_model_name": model, "system_prompt": None}
+              "served_model_name": model, "system_prompt": None}
+    if max_concurrency is not None:
+        values.update(max_concurrency=max_concurrency, adaptive_concurrency=False)
     if api_key != "unused":
         values["engine_api_key"] = {"credentialType": "api_token", "apiToken": api_key}
     return values
@@ -53,7 +56,8 @@ def drum_score_run(work: Path, csv_path: Path, rows: int, values: dict) -> Run:
         run_drum_score(REPO, csv_path, work / "out.csv", env=env, log=log, args=["--logging-level", "info"])
     scored = float(re.search(r"Batch scored: .*? seconds=(\S+)", log_path.read_text(errors="replace")).group(1))
     tokens = int(pd.read_csv(work / "out.csv")["completion_tokens"].sum())
-    return Run("ours: drum score", values["max_concurrency"], rows, scored, tokens)
+    learned = re.findall(r"Batch scored: .*? concurrency=(\d+)", log_path.read_text(errors="replace"))
+    return Run("ours: drum score", int(learned[-1]) if learned else 0, rows, scored, tokens)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ def print_header(facts: dict) -> None:
           f"{facts['engine']}, model {facts['model']}, slots {facts['engine_slots'] or 'n/a'}, "
           f"threads {facts['engine_threads']}\n"
           f"DRUM: {facts['drum_version']}\nprompts: {facts['prompts']} max_tokens: {facts['max_tokens']} "
-          f"our max_concurrency: {facts['max_concurrency']}\nisolation: {facts['isolation'] or 'off'}", flush=True)
+          f"our max_concurrency: {facts['max_concurrency'] or 'default (adaptive)'}\nisolation: {facts['isolation'] or 'off'}", flush=True)
 
 
 def ratios(phase) -> dict:
@@ -46,7 +46,20 @@ def ratios(phase) -> dict:
            for c in phase.chat},
         "added latency p50 ms": phase.added_latency["p50_ms"],
         "added latency p99 ms": phase.added_latency["p99_ms"],
+        **throughput_ratios(phase, limit.output_token_throughput),
     }
+
+
+def throughput_ratios(phase, limit: float) -> dict:
+    """Ours at the defaults, 4 chunks at once and the fixed limits against the limit; a 5 MB chunk's seconds."""
+    from throughput import five_mb_chunk_seconds
+
+    runs = {"ours": phase.ours, **({"ours-4-chunks": phase.four_chunks} if phase.four_chunks else {}),
+            **{f"fixed-{run.concurrency}": run for run in phase.fixed}}
+    figures = {f"{name}/limit": run.output_token_throughput / limit for name, run in runs.items() if name != "ours"}
+    figures["learned concurrency"] = phase.ours.concurrency
+    figures.update({f"5 MB chunk s, {name}": five_mb_chunk_seconds(run, phase.csv_bytes) for name, run in runs.items()})
+    return figures
 
 
 def finish(facts: dict, phases: list, out: Path) -> None:
@@ -64,12 +77,18 @@ def finish(facts: dict, phases: list, out: Path) -> None:
 
     plot(facts, phases, out / "bench.png")
     print(f"\nresults: {out / 'bench.json'}, {out / 'bench.png'}\n")
+    from simulation import report as simulation_report
+    from simulation import table as simulation_table
+
+    simulated = simulation_report(simulation_table())
+    print("\n".join(simulated[:-2]) + "\n")
     print_script_lines(by_mode)
+    print("\n".join(simulated[-2:]))
 
 
 def all_runs(phase) -> list:
     return [*phase.streamed, *phase.not_streamed, *([phase.drum_score] if phase.drum_score else []),
-            phase.ours, phase.builtin, *phase.chat]
+            phase.ours, *([phase.four_chunks] if phase.four_chunks else []), *phase.fixed, phase.builtin, *phase.chat]
 
 
 def print_table(runs: list) -> None:
@@ -107,7 +126,8 @@ def markdown(by_mode: dict) -> str:
         f"{f['limit']['output_token_throughput']}, {f['limit']['mode']}, {f['limit']['concurrency']}"
         for _, f in by_mode.values()) + " |")
     for key in (k for k in first if k != "limit"):
-        lines.append(f"| {key} | " + " | ".join(f"{f[key]:.2f}" for _, f in by_mode.values()) + " |")
+        lines.append(f"| {key} | " + " | ".join(f"{f[key]:.2f}" if key in f else "" for _, f in by_mode.values())
+                     + " |")
     return "\n".join(lines)
 
 
@@ -126,6 +146,10 @@ def print_script_lines(by_mode: dict) -> None:
         print(f"added latency isolated p50 ms: {isolated['added latency p50 ms']:.1f}")
         print(f"added latency isolated p99 ms: {isolated['added latency p99 ms']:.1f}")
     print(f"ratio ours/limit: {shared['ours/limit']:.2f}")
+    for key in ("ours-4-chunks/limit", "fixed-16/limit", "fixed-200/limit"):
+        if key in shared:
+            print(f"ratio {key}: {shared[key]:.2f}")
+    print(f"learned concurrency: {shared['learned concurrency']}")
     print(f"ratio captured: {shared['captured']:.2f}")
     print(f"ratio chat-drum/direct@8: {shared['chat-drum/direct@8']:.2f}")
     print(f"ratio chat-drum/direct@8 isolated: {isolated['chat-drum/direct@8']:.2f}" if isolated else

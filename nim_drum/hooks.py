@@ -27,7 +27,8 @@ from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import ConfigError, RequestError
 from nim_drum.serving.chat import chat as send_chat
 from nim_drum.serving.csv_input import read_csv
-from nim_drum.serving.scoring import score_frame
+from nim_drum.serving.engine_limits import limiter_for
+from nim_drum.serving.scoring import EngineTarget, score_frame
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +84,27 @@ def read_input_data(data: bytes) -> pd.DataFrame:
 @drum_http_errors
 def score(data: pd.DataFrame, model: EngineHandle | str, code_dir: str, **kwargs) -> pd.DataFrame:
     settings = settings_for(str(code_dir))
+    return score_frame(data, target_for(model, settings, kwargs.get("openai_client")), settings, drum_run())
+
+
+def target_for(model: EngineHandle | str, settings: Settings, drum_client: openai.OpenAI | None) -> EngineTarget:
+    """Our engine handle's client, or under DRUM's GPU predictors the client DRUM passes, with the engine's limiter."""
     if isinstance(model, EngineHandle):
-        return score_frame(data, client_for(model, settings), model.model, settings, drum_run())
-    client = kwargs.get("openai_client")
-    if client is None:
+        limiter = limiter_for(model.base_url, model.model, settings, model.slots)
+        return EngineTarget(client_for(model, settings), model.model, limiter)
+    if drum_client is None:
         raise ConfigError(
             "score was given no engine: run it through DRUM, which calls load_model first, or "
             "under `drum server --gpu-predictor nim`, which passes openai_client."
         )
-    client = client.with_options(timeout=settings.request_timeout, max_retries=settings.max_retries)
-    return score_frame(data, client, model, settings, drum_run())
+    client = drum_client.with_options(timeout=settings.request_timeout, max_retries=settings.max_retries)
+    return EngineTarget(client, model, limiter_for(str(drum_client.base_url), model, settings))
 
 
 @drum_http_errors
 def chat(params: dict, model: EngineHandle, code_dir: str):
-    return send_chat(params, client_for(model, settings_for(str(code_dir))), model.model)
+    target = target_for(model, settings_for(str(code_dir)), None)
+    return send_chat(params, target.client, target.model, target.limiter)
 
 
 @drum_http_errors

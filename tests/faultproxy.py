@@ -2,9 +2,10 @@
 
     proxy = FaultProxy(engine_root)              # forwards everything, unchanged
     proxy.inject("503", times=2, match="row 7")  # the next 2 requests whose body has "row 7" get a 503
+    proxy.inject("slow", match="row 8", seconds=3)  # the next request with "row 8" is answered after 3 s
 
 Faults: "401", "403", "404", "429" (with Retry-After), "500", "502", "503", "reset" (the connection is reset with no
-response), "slow" (answers after SLOW_SECONDS), "truncate" (a stream cut after a few events).
+response), "slow" (answers after `seconds`, SLOW_SECONDS unless given), "truncate" (a stream cut after a few events).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Fault:
     kind: str
     times: int
     match: str | None
+    seconds: float = SLOW_SECONDS
 
 
 @dataclass
@@ -43,6 +45,8 @@ class FaultProxy:
     retry_after_seconds: int = 1
     faults: list[Fault] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    in_flight: int = 0  # chat completions being answered right now, and the most at once
+    peak_in_flight: int = 0
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -51,20 +55,25 @@ class FaultProxy:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def inject(self, kind: str, times: int = 1, match: str | None = None) -> None:
+    def inject(self, kind: str, times: int = 1, match: str | None = None, seconds: float = SLOW_SECONDS) -> None:
         with self._lock:
-            self.faults.append(Fault(kind, times, match))
+            self.faults.append(Fault(kind, times, match, seconds))
 
     def attempts_matching(self, text: str) -> list[Attempt]:
         return [a for a in self.attempts if text in a.body]
 
-    def take_fault(self, body: str) -> str | None:
+    def take_fault(self, body: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.times > 0 and (fault.match is None or fault.match in body):
                     fault.times -= 1
-                    return fault.kind
+                    return fault
         return None
+
+    def count_in(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     def close(self) -> None:
         self._server.shutdown()
@@ -82,15 +91,24 @@ def _handler(proxy: FaultProxy):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             text = body.decode("utf-8", "replace")
-            fault = proxy.take_fault(text) if "/chat/completions" in self.path else None
-            proxy.attempts.append(Attempt(time.monotonic(), text, fault))
-            if fault in STATUS_FAULTS:
-                return self._status(STATUS_FAULTS[fault])
-            if fault == "reset":
+            chat = "/chat/completions" in self.path
+            fault = proxy.take_fault(text) if chat else None
+            proxy.attempts.append(Attempt(time.monotonic(), text, fault.kind if fault else None))
+            proxy.count_in(chat)
+            try:
+                self._answer(body, fault)
+            finally:
+                proxy.count_in(-chat)
+
+        def _answer(self, body: bytes, fault: Fault | None):
+            kind = fault.kind if fault else None
+            if kind in STATUS_FAULTS:
+                return self._status(STATUS_FAULTS[kind])
+            if kind == "reset":
                 return self._reset()
-            if fault == "slow":
-                time.sleep(SLOW_SECONDS)
-            self._forward(body, fault)
+            if fault and kind == "slow":
+                time.sleep(fault.seconds)
+            self._forward(body, kind)
 
         def _status(self, status: int):
             payload = f'{{"error": {{"message": "injected {status}", "code": {status}}}}}'.encode()

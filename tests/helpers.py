@@ -147,7 +147,7 @@ def load_settings(params: dict | None = None) -> Settings:
 def score_with(handle, settings: Settings, data) -> pd.DataFrame:
     """score_frame in process, as `drum score` runs it: data is a DataFrame, or the prompts of a promptText column."""
     frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame({"promptText": list(data)})
-    return score_frame(frame, hooks.client_for(handle, settings), handle.model, settings, LOCAL_RUN)
+    return score_frame(frame, hooks.target_for(handle, settings, None), settings, LOCAL_RUN)
 
 
 def score_through(proxy, data, **params) -> pd.DataFrame:

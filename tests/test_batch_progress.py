@@ -6,9 +6,9 @@ import sys
 
 import pandas as pd
 
-from nim_drum.serving.progress import LOG_EVERY_SECONDS, PROGRESS_FILE_ENV, read_progress
+from nim_drum.serving import progress
+from nim_drum.serving.progress import PROGRESS_FILE_ENV, read_progress
 
-from faultproxy import SLOW_SECONDS
 from helpers import REPO, external_params, runtime_env, score_through
 
 
@@ -20,14 +20,16 @@ def test_score_writes_its_counts_to_the_progress_file(fault_proxy, tmp_path, mon
     assert (counts.rows_done, counts.rows_total, counts.failed) == (3, 3, 1) and counts.completion_tokens > 0
 
 
-def test_a_batch_longer_than_the_log_interval_logs_progress(fault_proxy, caplog):
-    assert SLOW_SECONDS > LOG_EVERY_SECONDS
-    fault_proxy.inject("slow", match="(slow)")
+def test_a_batch_longer_than_the_log_interval_logs_progress_with_the_concurrency(fault_proxy, caplog, monkeypatch):
+    monkeypatch.setattr(progress, "LOG_EVERY_SECONDS", 1.0)
+    fault_proxy.inject("slow", match="(slow)", seconds=2.0)
     with caplog.at_level(logging.INFO, logger="nim_drum"):
-        score_through(fault_proxy, ["Say hi. (fast)", "Say hi. (slow)"], request_timeout=SLOW_SECONDS * 2)
+        score_through(fault_proxy, ["Say hi. (fast)", "Say hi. (slow)"], adaptive_concurrency=False, max_concurrency=8)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Batch progress")]
     assert len(lines) == 1 and lines[0].startswith("Batch progress: rows 2/2 failed=0 tokens/s="), lines
-    assert "ETA 0 s" in lines[0]
+    assert "concurrency=8 ETA 0 s" in lines[0]
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Batch scored")]
+    assert summary[0].endswith(" concurrency=8")
 
 
 def test_a_short_batch_logs_no_progress_line(fault_proxy, caplog):

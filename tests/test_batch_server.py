@@ -1,7 +1,7 @@
 """The batch features through the real `drum server` /predictions/, in front of the real engine.
 
 One server has them all on: a prompt template, a JSON Schema and temperature 0 (deduplication);
-another has DRUM_CLIENT_REQUEST_TIMEOUT 10, from which the default deadline is 9 s. The fault proxy
+another has DRUM_CLIENT_REQUEST_TIMEOUT 6, from which the default deadline is 5 s. The fault proxy
 between them and the engine counts requests and holds or fails chosen rows.
 """
 
@@ -64,18 +64,20 @@ def test_the_retries_column_counts_a_rows_retries(server, proxy):
     assert [e["retries"] for e in extras] == [0, 1] and [e["error"] for e in extras] == ["", ""], (extras, faults)
 
 
-def test_rows_past_the_default_deadline_say_so(proxy, tmp_path):
-    values = external_params(proxy, DRUM_CLIENT_REQUEST_TIMEOUT=10, request_timeout=120)
-    server = start_drum_server(make_code_dir(tmp_path / "code"), tmp_path / "drum.log", values)
+def test_rows_past_the_default_deadline_say_what_would_fit(proxy, tmp_path):
+    values = external_params(proxy, DRUM_CLIENT_REQUEST_TIMEOUT=6, request_timeout=120)  # deadline: 90%, 5 s
+    server = start_drum_server(make_code_dir(tmp_path / "code"), tmp_path / "drum.log", values,
+                               args=["--logging-level", "info"])
     try:
-        proxy.inject("slow", match="(slow)")  # held 20 s
+        proxy.inject("slow", match="(slow)", seconds=10)
         predictions, extras = rows(predict(server, "promptText\nSay hi. (fast)\nSay hi. (slow)\n"))
     finally:
         server.stop()
-    deadline = "deadline exceeded after 9 s; rerun these rows or raise batch_deadline_seconds"
-    assert len(predictions) == 2 and extras[1]["error"] == deadline and predictions[1] == ""
-    # On a machine busy enough, even the fast row may take 9 s; it is kept whenever it finishes.
-    assert extras[0]["error"] in ("", deadline) and (predictions[0] != "") == (extras[0]["error"] == "")
+    # 1 row in 5 s: 0.2 rows/s; 2 rows need ceil(2 / 0.2 / 0.8) = 13 s, a 15 s DRUM timeout (13 / 0.9).
+    assert len(predictions) == 2 and predictions[1] == "" and predictions[0] != "", extras
+    assert extras[1]["error"].startswith("deadline exceeded after 5 s: 1 of 2 rows finished; at 0.20 rows/s, a chunk fits")
+    assert extras[1]["error"].endswith("or set DRUM_CLIENT_REQUEST_TIMEOUT to 15; rerun these rows")
+    assert "set DRUM_CLIENT_REQUEST_TIMEOUT to 15" in (tmp_path / "drum.log").read_text()  # the summary line too
 
 
 def test_missing_template_columns_are_a_400_naming_them(server):

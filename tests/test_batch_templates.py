@@ -8,9 +8,8 @@ import pytest
 
 from nim_drum.devtools.local_drum import run_drum_score
 from nim_drum.errors import ClientError, ConfigError
-from nim_drum.serving.scoring import score_frame
 
-from helpers import LOCAL_RUN, TARGET, external_params, load_settings, runtime_env, score_through
+from helpers import TARGET, external_params, load_settings, runtime_env, score_through, score_with
 
 TEMPLATE = "What is the capital of {country}? Answer in {style} words. {{literal}}"
 
@@ -41,7 +40,7 @@ def test_a_row_whose_named_cells_are_all_empty_is_a_row_error(fault_proxy):
 def test_missing_columns_fail_the_request_naming_them_and_the_columns_present(engine):
     settings = load_settings({"prompt_template": TEMPLATE})
     with pytest.raises(ClientError) as error:
-        score_frame(pd.DataFrame({"country": ["France"], "region": ["EU"]}), None, engine.model, settings, LOCAL_RUN)
+        score_with(engine, settings, pd.DataFrame({"country": ["France"], "region": ["EU"]}))
     message = str(error.value)
     assert error.value.status_code == 400
     assert "'style'" in message and "'country'" in message and "'region'" in message

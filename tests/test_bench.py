@@ -9,8 +9,10 @@ import pytest
 
 from helpers import REPO
 
-SCRIPT_LINES = ["ratio ours/limit", "ratio captured", "ratio chat-drum/direct@8", "ratio chat-drum/direct@8 isolated",
-                "added latency p50 ms", "added latency p99 ms"]
+SCRIPT_LINES = ["ratio ours/limit", "ratio ours-4-chunks/limit", "ratio fixed-16/limit", "ratio fixed-200/limit",
+                "learned concurrency", "ratio captured", "ratio chat-drum/direct@8",
+                "ratio chat-drum/direct@8 isolated", "added latency p50 ms", "added latency p99 ms",
+                "simulated share of plateau", "simulated rows to 90%"]
 
 
 @pytest.mark.bench
@@ -18,14 +20,14 @@ def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp
     out = tmp_path / "bench"
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench.py"), "--prompts", "4", "--max-tokens", "8",
-         "--concurrency", "1,2", "--sweep-requests", "4", "--max-concurrency", "2", "--engine-slots", "8",
+         "--concurrency", "1,2", "--sweep-requests", "4", "--engine-slots", "8",
          "--latency-pairs", "10", "--isolate", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-len(SCRIPT_LINES):]
     assert [line.split(":")[0] for line in last] == SCRIPT_LINES
-    assert all(re.fullmatch(r"[^:]+: -?\d+\.\d+", line) for line in last), last
+    assert all(re.fullmatch(r"[^:]+: -?\d+(\.\d+)?", line) for line in last), last
     ours_over_limit = float(last[0].split(": ")[1])
     assert ours_over_limit <= 1.02 or "MEASUREMENT ERROR (shared): ours/limit" in result.stdout
     assert re.search(r"^machine: .*\d+ CPUs", result.stdout, re.MULTILINE)
@@ -41,3 +43,5 @@ def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp
         assert phase["added_latency"]["pairs"] == 10
         assert phase["ratios"]["limit"]["mode"] in ("direct, streamed", "direct, not streamed")
     assert (out / "bench.png").stat().st_size > 10_000
+    shared = {run["name"] for run in report["phases"]["shared"]["runs"]}
+    assert {"ours: 4 chunks at once", "ours: fixed 16", "ours: fixed 200"} <= shared

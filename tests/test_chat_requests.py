@@ -7,11 +7,11 @@ validation fails there with a connection error, so a ClientError shows it never 
 import openai
 import pytest
 
-from helpers import free_port
-
 from nim_drum.config.layout import DEFAULT_MODEL_NAME
 from nim_drum.errors import ClientError
 from nim_drum.serving.chat import StreamError, chat
+
+from helpers import free_port
 
 SERVED = "smollm2"
 NOWHERE = openai.OpenAI(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="unused", max_retries=0, timeout=5)

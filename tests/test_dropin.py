@@ -70,3 +70,32 @@ def test_the_tarball_holds_the_image_files_with_fixed_metadata(tmp_path):
     assert modes["start_server.sh"] == 0o755 and modes["custom.py"] == 0o644 and modes["nim_drum"] == 0o755
     with gzip.open(path) as unzipped:
         assert unzipped.read(1)  # a valid gzip stream
+
+
+def image_tarballs_tag(output_dir, build_args: str) -> str:
+    # CONTAINER_ENGINE=echo: make image-tarballs runs its whole recipe and echoes the build command.
+    result = subprocess.run(["make", "-s", "image-tarballs", f"DROPIN_DIR={output_dir}", "CONTAINER_ENGINE=echo",
+                             f"BUILD_ARGS={build_args}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    build = next(line for line in result.stdout.splitlines() if line.startswith("build "))
+    return build.split(" -t ")[1].split()[0]
+
+
+def test_the_image_tag_identifies_the_context_and_the_nim_image(tmp_path):
+    default = image_tarballs_tag(tmp_path / "a", "")
+    other = image_tarballs_tag(tmp_path / "b", "--build-arg NIM_IMAGE=nvcr.io/nim/meta/llama-3.3-70b-instruct:1.13.1")
+    again = image_tarballs_tag(tmp_path / "c", "")
+    assert default != other and default == again
+    assert default.startswith("datarobot-nim-drum:llama-3.1-8b-instruct-1.12.0-")
+    assert other.startswith("datarobot-nim-drum:llama-3.3-70b-instruct-1.13.1-")
+    printed = make_dropin(tmp_path / "d")
+    assert f"-t {default} " in printed  # make dropin prints the same tag for the same base
+
+
+def test_env_info_is_not_downloadable_for_an_image_with_nvidia_licensed_nim():
+    # DataRobot's own NIM environments say false: the image carries NVIDIA's NIM, under NVIDIA's licence.
+    import json
+
+    info = json.loads((REPO / "env_info.json").read_text())
+    assert "FROM nvcr.io/nim/" in info["environmentVersionDescription"]
+    assert info["isDownloadable"] is False and info["isPublic"] is False

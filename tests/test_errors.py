@@ -4,10 +4,11 @@ import traceback
 
 import pytest
 
-from helpers import free_port, load_settings
 from nim_drum.engines.external import connect_external
 from nim_drum.errors import EngineError
 from nim_drum.redaction import redacted_cause
+
+from helpers import free_port, load_settings
 
 
 def test_a_redacted_cause_keeps_the_type_and_drops_user_info_and_signed_queries():

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import threading
 
+import openai
 import pandas as pd
 import pytest
 
@@ -120,6 +121,22 @@ def test_engine_http_errors_in_chat_keep_their_status(engine):
     assert error.value.status_code == 400 and "engine rejected" in str(error.value)
 
 
+def test_an_engine_5xx_in_chat_is_retried_and_a_lasting_one_reaches_drum_as_an_error(proxy):
+    # README, "Chat": retried like a scoring request; once the retries are used up the error is not a
+    # CustomHTTPError, so DRUM answers it with a 500 (docs/drum.md).
+    settings = settings_for(f"{proxy.url}/v1", max_retries=2)
+    handle = connect_external(settings)
+    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx once)"}]}
+    proxy.inject("502", times=1, match="chat 5xx once")
+    assert chat(request, hooks.client_for(handle, settings), handle.model).choices[0].message.content
+    assert [a.fault for a in proxy.attempts_matching("chat 5xx once")][:2] == ["502", None]
+    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx always)"}]}
+    proxy.inject("503", times=10, match="chat 5xx always")
+    with pytest.raises(openai.InternalServerError):
+        chat(request, hooks.client_for(handle, settings), handle.model)
+    assert [a.fault for a in proxy.attempts_matching("chat 5xx always")] == ["503"] * 3  # 1 + max_retries
+
+
 @pytest.mark.parametrize("status, what_to_check", [
     ("401", "engine_api_key"), ("403", "engine_api_key"), ("404", "served_model_name"),
 ])
@@ -142,11 +159,12 @@ def llama_server_pid(port):
 
 def test_an_engine_that_dies_mid_batch_is_restarted_and_its_rows_retried(code_dir, caplog):
     port = free_port()
-    # Rows survive a restart that fits in their retries' backoff (README, "Failure behaviour"): the
-    # default max_retries (3, about 3 s) is too short for a restart on a busy 2-core machine, where
-    # llama-server answers 503 "Loading model" for seconds; 5 gives it about 15 s.
-    params = {"engine_port": port, "max_tokens": 48, "max_concurrency": 4, "max_retries": 5}
+    # Rows survive a restart that fits in their retries' backoff (README, "Failure behaviour"), with
+    # the default max_retries: on a busy 2-core machine llama-server answers 503 "Loading model" for
+    # seconds, which 3 retries (about 3 s) did not always outlast; 5 gives it about 15 s.
+    params = {"engine_port": port, "max_tokens": 48, "max_concurrency": 4}
     settings = Settings.load(code_dir, environ=runtime_env(params))
+    assert settings.max_retries >= 5, "the default max_retries must outlast the embedded engine's restart"
     handle = start_embedded(settings, code_dir)
     # The guard restarts only an engine it has seen healthy (not one failing to start).
     assert wait_until(lambda: "engine is ready" in open(handle.log_file).read())

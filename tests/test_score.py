@@ -6,18 +6,14 @@ import math
 import pandas as pd
 import pytest
 
-from nim_drum import hooks
 from nim_drum.errors import ClientError
-from nim_drum.serving.scoring import score_frame
 
-from helpers import LOCAL_RUN, TARGET, BusySlotMonitor, engine_root, load_settings
+from helpers import TARGET, BusySlotMonitor, engine_root, load_settings, score_with
 
 
 def score(engine, prompts, **params):
     settings = load_settings(params)
-    client = hooks.client_for(engine, settings)
-    frame = pd.DataFrame({settings.prompt_column_name: prompts})
-    return score_frame(frame, client, engine.model, settings, LOCAL_RUN)
+    return score_with(engine, settings, pd.DataFrame({settings.prompt_column_name: prompts}))
 
 
 def test_a_real_model_answers_a_simple_question(engine):
@@ -75,7 +71,7 @@ def test_a_prompt_longer_than_the_context_is_a_row_error(engine):
 def test_a_missing_prompt_column_names_what_was_expected_and_what_is_there(engine):
     settings = load_settings()
     with pytest.raises(ClientError) as error:
-        score_frame(pd.DataFrame({"question": ["x"], "id": [1]}), None, engine.model, settings, LOCAL_RUN)
+        score_with(engine, settings, pd.DataFrame({"question": ["x"], "id": [1]}))
     message = str(error.value)
     assert "'promptText'" in message and "'question'" in message and "'id'" in message
     assert error.value.status_code == 400

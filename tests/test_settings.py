@@ -5,7 +5,7 @@ import yaml
 
 from nim_drum.config.settings import Settings
 from nim_drum.errors import ConfigError
-from nim_drum.serving.scoring import sampling
+from nim_drum.serving.requests import sampling
 
 from helpers import REPO, load_settings, runtime_env
 
@@ -17,7 +17,7 @@ def load(**params):
 def test_metadata_defaults_apply_without_a_values_file():
     settings = Settings.load(REPO, environ={})
     assert settings.prompt_column_name == "promptText"
-    assert settings.max_concurrency == 16
+    assert settings.max_concurrency == 256 and settings.adaptive_concurrency is True
     assert settings.engine == "embedded"
     assert settings.system_prompt.startswith("You are a helpful AI assistant.")
     assert load(system_prompt=None).system_prompt is None
@@ -48,7 +48,7 @@ def test_seed_and_stop_are_sent_only_when_set():
         ("max_tokens", 0, "whole number from 1"),
         ("n", 0, "whole number from 1 to 16"),
         ("n", 1.5, "whole number"),
-        ("max_concurrency", 0, "whole number from 1 to 256"),
+        ("max_concurrency", 0, "whole number from 1 to 1024"),
         ("engine", "tensorrt", "embedded, vllm, external"),
         ("NIM_LOG_LEVEL", "LOUD", "DEFAULT, TRACE"),
         ("stop", '["a", 3]', "JSON list"),

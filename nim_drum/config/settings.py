@@ -67,6 +67,7 @@ class Settings(BaseModel):
     top_p: float
     n: int
     max_concurrency: int
+    adaptive_concurrency: bool
     request_timeout: float
     max_retries: int
     on_row_error: RowErrorMode

@@ -8,6 +8,7 @@ the bar (rows done/total, tokens/s, ETA) from the counts `score` writes there.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ PREDICTION_COLUMN = "Predictions"
 SAMPLE_ROWS = 3
 POLL_SECONDS = 0.5
 STOP_SECONDS = 10
+READS_WRITES = ("Reads INPUT.csv (a promptText column), this checkout as DRUM's code directory and the "
+                "MLOPS_RUNTIME_PARAM_* variables; writes OUTPUT.csv (one row per input row) and prints a summary.")
 
 
 def summary(predictions: pd.DataFrame, seconds: float) -> str:
@@ -92,11 +95,17 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m nim_drum.devtools.batch", description=__doc__.split("\n\n")[0],
+                                     epilog=READS_WRITES)
+    parser.add_argument("input", type=Path, metavar="INPUT.csv", help="the prompts to score")
+    parser.add_argument("output", type=Path, metavar="OUTPUT.csv", help="where the predictions go")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    input_csv, output_csv = Path(argv[0]), Path(argv[1])
+    args = parse_args(argv)
+    input_csv, output_csv = args.input, args.output
     try:
         seconds = score_with_progress(input_csv, output_csv)
     except subprocess.CalledProcessError as err:

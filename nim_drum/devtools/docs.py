@@ -4,6 +4,7 @@
     python -m nim_drum.devtools.docs --write    put it into README.md (tests/test_docs.py checks it is there)
 """
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -52,5 +53,14 @@ def write_readme(code_dir: Path = CODE_DIR) -> None:
     path.write_text(TABLE_BLOCK.sub(lambda m: m.group(1) + table + m.group(2), path.read_text()))
 
 
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m nim_drum.devtools.docs", description=__doc__.split("\n\n")[0],
+        epilog="Reads model-metadata.yaml. Writes the table to stdout, or with --write into README.md, between "
+               "its parameters:start and parameters:end markers.")
+    parser.add_argument("--write", action="store_true", help="put the table into README.md instead of printing it")
+    write_readme() if parser.parse_args(argv).write else print(parameter_table())
+
+
 if __name__ == "__main__":
-    write_readme() if "--write" in sys.argv else print(parameter_table())
+    main(sys.argv[1:])

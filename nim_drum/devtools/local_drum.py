@@ -91,3 +91,13 @@ def ping_answers(url: str, alive: Callable[[], bool], timeout: float, ping_timeo
             pass
         time.sleep(interval)
     return False
+
+
+if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m nim_drum.devtools.local_drum", description=__doc__.split("\n\n")[0],
+        epilog="A library, not a command: it reads and writes nothing when run. To score a CSV locally run "
+               "python -m nim_drum.devtools.batch INPUT.csv OUTPUT.csv (make score).",
+    ).parse_args()

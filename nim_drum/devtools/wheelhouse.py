@@ -72,11 +72,14 @@ def fill(dest: Path, pythons: list[str], glibc: int, arch: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DEST)
-    parser.add_argument("--python", action="append", help="the base image's Python (repeat for several); 3.11")
+    parser = argparse.ArgumentParser(
+        prog="python -m nim_drum.devtools.wheelhouse", description=__doc__.splitlines()[0],
+        epilog="Reads requirements.lock; downloads from the package index (builds the source-only ones) and "
+               "writes the wheels into DEST.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DEST, help="where the wheels go")
+    parser.add_argument("--python", action="append", help="the base image's Python (repeat for several); default 3.11")
     parser.add_argument("--glibc", type=int, default=35, help="newest manylinux glibc minor the base has (2.35: 35)")
-    parser.add_argument("--arch", default="x86_64")
+    parser.add_argument("--arch", default="x86_64", help="the base image's machine")
     args = parser.parse_args(argv)
     fill(args.dest, args.python or ["3.11"], args.glibc, args.arch)
 

@@ -14,8 +14,10 @@ from nim_drum.errors import EngineError
 
 KIND = "embedded"
 START_TIMEOUT_SECONDS = 120
-SLOT_CONTEXT_TOKENS = 2048
-MAX_SLOTS = 32
+# 64 slots of 1024 tokens: the KV cache of 32 slots of 2048, with room for the concurrency search
+# to find llama-server's knee (about 32 in flight on 2 cores; docs/engines.md).
+SLOT_CONTEXT_TOKENS = 1024
+MAX_SLOTS = 64
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -63,14 +65,18 @@ def _without_llama_server() -> str:
 def _launch(settings: Settings, code_dir: Path) -> EngineLaunch:
     port = settings.engine_port or free_port()
     gguf = find_gguf(code_dir)
-    command = _llama_server_command(settings, gguf, port)
+    slots = engine_slots(settings)
+    command = _llama_server_command(settings, gguf, port, slots)
     return EngineLaunch(KIND, f"llama-server with {gguf.name}", command, port, settings.served_model_name,
-                        START_TIMEOUT_SECONDS)
+                        START_TIMEOUT_SECONDS, slots=slots)
 
 
-def _llama_server_command(settings: Settings, gguf: Path, port: int) -> list[str]:
+def engine_slots(settings: Settings) -> int:
     # A request's n needs n slots at once (docs/engines.md); more than MAX_SLOTS would need too large a KV cache.
-    slots = min(max(settings.max_concurrency, settings.n), MAX_SLOTS)
+    return min(max(settings.max_concurrency, settings.n), MAX_SLOTS)
+
+
+def _llama_server_command(settings: Settings, gguf: Path, port: int, slots: int) -> list[str]:
     return [
         str(llama_server_binary()), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
         "--alias", settings.served_model_name, "--parallel", str(slots), "--cont-batching",

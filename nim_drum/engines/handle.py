@@ -18,6 +18,7 @@ class EngineHandle:
     model: str
     api_key: str | None = field(default=None, repr=False)
     log_file: str | None = None
+    slots: int | None = None  # requests the engine runs at once (llama-server's --parallel), when fixed
 
     def client(self, settings: Settings) -> openai.OpenAI:
         return openai.OpenAI(

@@ -51,6 +51,7 @@ class EngineLaunch:
     start_timeout: float
     # Added to the engine's environment, never logged: it may hold tokens.
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    slots: int | None = None  # requests the engine runs at once, when it has a fixed number
 
 
 def shared_engine(
@@ -126,7 +127,8 @@ def _running_engine(state_dir: Path, kind: str) -> EngineHandle | None:
     state_file = state_dir / f"{kind}.json"
     state = read_state(state_file)
     if state:
-        handle = EngineHandle(kind, state["base_url"], state["model"], log_file=state["log_file"])
+        handle = EngineHandle(kind, state["base_url"], state["model"], log_file=state["log_file"],
+                              slots=state.get("slots"))
         if process_alive(state["pid"]) and healthy(handle.base_url):
             return handle
     state_file.unlink(missing_ok=True)
@@ -147,11 +149,11 @@ def _launch(launch: EngineLaunch, code_dir: Path, state_dir: Path, owner: int) -
         )
     _wait_until_ready(process, base_url, log_file, launch)
     state = {"pid": process.pid, "base_url": base_url, "model": launch.model,
-             "log_file": str(log_file), "owner": owner}
+             "log_file": str(log_file), "owner": owner, "slots": launch.slots}
     write_state(state_dir / f"{launch.kind}.json", state)
     if owner == os.getpid():
         atexit.register(stop_shared, code_dir, launch.kind)
-    return EngineHandle(launch.kind, base_url, launch.model, log_file=str(log_file))
+    return EngineHandle(launch.kind, base_url, launch.model, log_file=str(log_file), slots=launch.slots)
 
 
 def _wait_until_ready(process: subprocess.Popen, base_url: str, log_file: Path, launch: EngineLaunch) -> None:

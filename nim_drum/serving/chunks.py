@@ -21,7 +21,12 @@ def fitting_chunk_bytes(rows_per_second: float, seconds: float, bytes_per_row: f
     return max(1, math.floor(rows_per_second * seconds * MARGIN * bytes_per_row))
 
 
+def seconds_for(rows: int, rows_per_second: float) -> int:
+    """The time `rows` need at `rows_per_second`, with the margin."""
+    return math.ceil(rows / max(rows_per_second, 1e-9) / MARGIN)
+
+
 def fitting_request_timeout(rows: int, rows_per_second: float, deadline_share: float) -> int | None:
     """The DRUM_CLIENT_REQUEST_TIMEOUT whose deadline (deadline_share of it) fits `rows`; None past DRUM's most."""
-    needed = math.ceil(rows / max(rows_per_second, 1e-9) / MARGIN / deadline_share)
+    needed = math.ceil(seconds_for(rows, rows_per_second) / deadline_share)
     return needed if needed <= MOST_REQUEST_TIMEOUT else None

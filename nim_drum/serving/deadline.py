@@ -15,6 +15,7 @@ import openai
 
 from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.settings import Settings
+from nim_drum.serving.chunks import fitting_chunk_bytes, fitting_request_timeout, seconds_for
 
 DEADLINE_SHARE_OF_DRUM_TIMEOUT = 0.9
 
@@ -33,7 +34,26 @@ class Deadline:
         return None if self.seconds is None else self.started + self.seconds - time.monotonic()
 
     def message(self) -> str:
-        return f"deadline exceeded after {self.seconds:g} s; rerun these rows or raise batch_deadline_seconds"
+        return f"deadline exceeded after {self.seconds or 0:g} s"
+
+
+def exceeded_message(
+    deadline: Deadline, finished: int, rows: int, bytes_per_row: float, settings: Settings, run: DrumRun
+) -> str:
+    """A deadline row's error, in numbers: how far the chunk got, and the chunk size or timeout that fits."""
+    seconds = deadline.seconds or 0.0
+    rate = finished / seconds if seconds else 0.0
+    done = f"{deadline.message()}: {finished} of {rows} rows finished"
+    if not finished:
+        return f"{done}; check the engine (it finished no row in time), then rerun these rows"
+    chunk = fitting_chunk_bytes(rate, seconds, bytes_per_row)
+    fit = f"at {rate:.2f} rows/s, a chunk fits in {chunk} bytes (BatchPredictionJob.score chunk_size={chunk})"
+    if settings.batch_deadline_seconds is not None:
+        longer = f"raise batch_deadline_seconds to {seconds_for(rows, rate)}"
+    else:
+        timeout = fitting_request_timeout(rows, rate, DEADLINE_SHARE_OF_DRUM_TIMEOUT)
+        longer = f"set DRUM_CLIENT_REQUEST_TIMEOUT to {timeout}" if timeout else "send smaller chunks"
+    return f"{done}; {fit}, or {longer}; rerun these rows"
 
 
 def batch_deadline(settings: Settings, run: DrumRun) -> Deadline:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from nim_drum.rates import per_second, seconds_left
@@ -28,19 +29,22 @@ class Counts:
     failed: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    concurrency: int = 0  # the engine's concurrency limit when last written
 
 
 @dataclass
 class BatchProgress:
     counts: Counts
+    concurrency: Callable[[], int] = lambda: 0
     started: float = field(default_factory=time.monotonic)
     path: str | None = field(default_factory=lambda: os.environ.get(PROGRESS_FILE_ENV))
     logged: float = field(default_factory=time.monotonic)
     written: float = 0.0
+    log_every: float = field(default_factory=lambda: LOG_EVERY_SECONDS)
 
     @classmethod
-    def of(cls, rows_total: int) -> BatchProgress:
-        return cls(Counts(rows_total))
+    def of(cls, rows_total: int, concurrency: Callable[[], int] = lambda: 0) -> BatchProgress:
+        return cls(Counts(rows_total), concurrency)
 
     def add(self, rows: int, failed: bool, completion_tokens: int) -> None:
         counts = self.counts
@@ -48,7 +52,8 @@ class BatchProgress:
         counts.failed += rows if failed else 0
         counts.completion_tokens += completion_tokens
         counts.seconds = time.monotonic() - self.started
-        if counts.seconds >= LOG_EVERY_SECONDS and time.monotonic() - self.logged >= LOG_EVERY_SECONDS:
+        counts.concurrency = self.concurrency()
+        if counts.seconds >= self.log_every and time.monotonic() - self.logged >= self.log_every:
             self.logged = time.monotonic()
             log.info(self.line())
         if time.monotonic() - self.written >= WRITE_EVERY_SECONDS:
@@ -59,7 +64,8 @@ class BatchProgress:
         eta = seconds_left(counts.rows_total - counts.rows_done, per_second(counts.rows_done, counts.seconds))
         return (
             f"Batch progress: rows {counts.rows_done}/{counts.rows_total} failed={counts.failed} "
-            f"tokens/s={per_second(counts.completion_tokens, counts.seconds):.1f} ETA {eta:.0f} s"
+            f"tokens/s={per_second(counts.completion_tokens, counts.seconds):.1f} concurrency={counts.concurrency} "
+            f"ETA {eta:.0f} s"
         )
 
     def write(self) -> None:

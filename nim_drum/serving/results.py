@@ -27,6 +27,8 @@ class RowResult:
     retries: int = 0
     latency_ms: int = 0
     input_fault: bool = False  # the row itself is bad (empty, too long), not the engine
+    unfinished: bool = False  # left at the batch deadline; scoring gives it the deadline's error
+    status: int | None = None  # the engine's HTTP status when it refused the request
 
 
 def status_failure(err: openai.APIStatusError, model: str, max_retries: int, latency_ms: int) -> RowResult:
@@ -36,6 +38,7 @@ def status_failure(err: openai.APIStatusError, model: str, max_retries: int, lat
     return RowResult(
         [], error=f"HTTP {status} from the engine: {engine_message(err)}" + (f"; {hint}" if hint else ""),
         retries=max_retries if transient else 0, latency_ms=latency_ms, input_fault=status in ROW_FAULT_STATUSES,
+        status=status,
     )
 
 

@@ -24,7 +24,7 @@ import openai
 import pytest
 import requests
 
-from nim_drum.devtools.dropin import CONTEXT_TARBALL, write_context
+from nim_drum.devtools.dropin import CONTEXT_TARBALL, image_tag, nim_image_of, write_context
 from nim_drum.devtools.local_drum import ping_answers
 
 from helpers import EXTRA_COLUMNS, NimFront, engine_root, free_port
@@ -222,7 +222,8 @@ def image_from_tarballs(layout: Layout, standin: str) -> dict:
                              "IMAGE_BUILD_FLAGS=--network=host", f"BUILD_ARGS={build_args}", f"DROPIN_DIR={DROPIN}"],
                             cwd=REPO, capture_output=True, text=True, timeout=1800, env=DOCKER.environment())
     seconds = time.monotonic() - started
-    tag = "datarobot-nim-drum:" + hashlib.sha256((DROPIN / CONTEXT_TARBALL).read_bytes()).hexdigest()[:12]
+    tag = image_tag(hashlib.sha256((DROPIN / CONTEXT_TARBALL).read_bytes()).hexdigest(), nim_image_of(build_args))
+    assert tag.startswith("datarobot-nim-drum:nim-drum-standin-nim1-test-"), tag  # the base's name is in it
     log = result.stdout + result.stderr
     built(layout, tag, result.returncode, log, seconds)
     tarball = DROPIN / "nim-drum-image.tar.gz"

@@ -1,0 +1,155 @@
+"""The adaptive concurrency limit: finds the engine's throughput knee while a batch runs.
+
+An engine (NIM, vLLM, llama-server) batches the requests it has in flight, so its output tokens/s
+rise with concurrency until its batch is full, then flatten while each request's latency keeps
+growing (NVIDIA's NIM 1.8 table for Llama-3.1-8B on an H100: 214 tok/s at 1 in flight, 12,215 at
+100, 13,348 at 200, 12,965 at 250; docs/throughput.md). The knee moves with the model, the GPU
+and the prompt lengths, so no fixed number is right. This controller climbs to it and holds there.
+
+Throughput is measured per level as output tokens per second of completed requests, from the moment
+the level has settled (a request started at it has finished), over at least `limit` completions,
+and only while there was more work than the limit (a batch's tail says nothing about the engine).
+- Climb: double from the start level while each doubling gains at least EFFICIENCY of what a linear
+  gain would be; at the first that does not, go back to the level before and hold.
+- Hold: every PROBE_EVERY windows probe once, in turn a step up (kept when it gains EFFICIENCY of
+  linear) and a step down (kept when it loses less than EFFICIENCY of linear: the same throughput
+  with fewer requests in flight is shorter latency for everyone, chat included).
+- Back off: a 429 or 503 from the engine (or a retry, which the OpenAI client makes for those) on
+  a request sent at the current level cuts the limit by BACKOFF, once per level; requests the engine
+  reports as queued beyond its own batch lower the limit by that many.
+Learned from Netflix's concurrency-limits (Gradient2Limit: an RTT gradient with a queue allowance),
+Envoy's adaptive concurrency filter (periodic re-measurement) and AIPerf's ramp-until-no-gain,
+turned to throughput, which is what a batch wants. A pure algorithm: the caller passes the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+EFFICIENCY = 0.1  # a step is worth it when it gains at least this share of a linear gain
+STEP_UP = 1.25  # a probe's steps, once the climb is over
+STEP_DOWN = 0.8
+BACKOFF = 0.7
+PROBE_EVERY = 6  # windows held between probes
+MIN_WINDOW = 8  # completions in the smallest window
+DEFAULT_INITIAL = 16
+
+
+@dataclass
+class Window:
+    """The measurement of one level: completions after it settled, and their output tokens."""
+
+    changed_at: float
+    settled_at: float | None = None
+    completions: int = 0
+    tokens: int = 0
+    last_finish: float = 0.0
+
+    def restart(self, now: float) -> None:
+        self.settled_at, self.completions, self.tokens, self.last_finish = now, 0, 0, now
+
+    def throughput(self) -> float:
+        seconds = self.last_finish - (self.settled_at or self.last_finish)
+        return self.tokens / seconds if seconds > 0 else 0.0
+
+
+@dataclass
+class AdaptiveLimit:
+    """How many requests may be in flight to one engine; `limit` moves as completions are reported."""
+
+    ceiling: int
+    initial: int = DEFAULT_INITIAL
+    floor: int = 1
+    adaptive: bool = True
+    phase: Literal["climb", "hold", "probe"] = "climb"
+    limit: int = field(init=False)
+    baseline: tuple[int, float] | None = None  # (limit, tokens/s) the current level is measured against
+    held_windows: int = 0
+    probe_up_next: bool = True
+    window: Window = field(default_factory=lambda: Window(0.0))
+
+    def __post_init__(self) -> None:
+        self.limit = self._clamped(self.initial if self.adaptive else self.ceiling)
+
+    def finished(self, started: float, now: float, tokens: int, overloaded: bool, saturated: bool) -> None:
+        """A request sent at `started` ended at `now` with `tokens` output tokens.
+
+        overloaded: the engine answered 429 or 503 on the way (retried or not). saturated: more work
+        was waiting than the limit lets through, so the engine, not the batch, set the pace.
+        """
+        if not self.adaptive:
+            return
+        window = self.window
+        if overloaded:
+            if started >= window.changed_at:
+                self._hold(math.floor(self.limit * BACKOFF), now)
+            return
+        if window.settled_at is None:
+            if started >= window.changed_at:
+                window.restart(now)  # a request of this level has gone through: measure from here
+            return
+        if not saturated:
+            window.restart(now)
+            return
+        window.completions += 1
+        window.tokens += tokens
+        window.last_finish = now
+        if window.completions >= max(MIN_WINDOW, self.limit):
+            self._decide(window.throughput(), now)
+
+    def engine_queue(self, queued: int, now: float) -> None:
+        """The engine reports `queued` requests waiting beyond its own batch: more in flight only waits."""
+        if self.adaptive and queued > 0 and self.limit > self.floor:
+            self._hold(self.limit - queued, now)
+
+    def _decide(self, throughput: float, now: float) -> None:
+        if self.phase == "hold":
+            self._held(throughput, now)
+        elif self.baseline is not None and not self._worth_it(throughput):
+            self._hold(self.baseline[0], now)  # the step did not pay: back to where it came from
+        elif self.phase == "probe":
+            self._hold(self.limit, now)
+        else:
+            self._step(throughput, self.limit * 2, now)
+
+    def _worth_it(self, throughput: float) -> bool:
+        """The measured gain (or loss) against the baseline, next to what a linear curve would give."""
+        base_limit, base_throughput = self.baseline or (self.limit, throughput)
+        gain = throughput / max(base_throughput, 1e-9) - 1
+        return gain >= EFFICIENCY * (self.limit / base_limit - 1)
+
+    def _held(self, throughput: float, now: float) -> None:
+        self.held_windows += 1
+        self.window.restart(now)
+        if self.held_windows < PROBE_EVERY:
+            return
+        self.held_windows = 0
+        step = STEP_UP if self.probe_up_next else STEP_DOWN
+        self.probe_up_next = not self.probe_up_next
+        self.phase = "probe"
+        self._step(throughput, self.limit * step, now)
+
+    def _step(self, throughput: float, target: float, now: float) -> None:
+        """Measure `target` against the current level's throughput."""
+        target_limit = self._clamped(round(target))
+        if target_limit == self.limit:
+            self._hold(self.limit, now)
+            return
+        self.baseline = (self.limit, throughput)
+        self._move(target_limit, now)
+
+    def _hold(self, limit: int, now: float) -> None:
+        self.phase, self.baseline, self.held_windows = "hold", None, 0
+        if self._clamped(limit) != self.limit:
+            self._move(self._clamped(limit), now)
+        else:
+            self.window.restart(now)
+
+    def _move(self, limit: int, now: float) -> None:
+        self.limit = limit
+        self.window = Window(now)
+
+    def _clamped(self, limit: float) -> int:
+        return max(self.floor, min(self.ceiling, int(limit)))
