@@ -12,8 +12,10 @@ FROM ${UV_IMAGE} AS uv
 
 FROM ${NIM_IMAGE}
 
-# DRUM and our package need Python 3.11 or newer. DRUM gets its own virtualenv, made from the base
-# image's python3 when that is new enough; otherwise uv downloads CPython PYTHON_VERSION.
+# DRUM gets its own virtualenv, made from the base image's own python3 when it is MIN_PYTHON or
+# newer (NIM 1.x bases: 3.10; vLLM-based 2.x: 3.12), with no interpreter download, offline too.
+# Only on a base without one does uv download CPython PYTHON_VERSION (online builds only).
+ARG MIN_PYTHON=3.10
 ARG PYTHON_VERSION=3.11
 # NIM images run as uid 1000; DRUM and NIM run as that user here too.
 ARG RUNTIME_UID=1000
@@ -35,34 +37,28 @@ COPY --from=uv /uv /usr/local/bin/uv
 # wheelhous[e] matches the optional wheelhouse/ folder and copies its wheels beside the lock; with
 # none there, only the lock and the script are copied.
 COPY requirements.lock image/install_drum.sh wheelhous[e] /tmp/drum-build/
-RUN sh /tmp/drum-build/install_drum.sh && rm -rf /tmp/drum-build
+RUN MIN_PYTHON=${MIN_PYTHON} PYTHON_VERSION=${PYTHON_VERSION} sh /tmp/drum-build/install_drum.sh && rm -rf /tmp/drum-build
 
 # What DRUM's NIM predictor needs and a base may lack: the launch script on NIM 2.x bases, and
-# NVIDIA's entrypoint (both docs/image.md).
-COPY image/nim2_start_server.sh image/nvidia_entrypoint.sh ${NIM_DRUM_HOME}/image/
-RUN if [ ! -e /opt/nim/start_server.sh ] && [ ! -e /opt/nim/start-server.sh ] \
-        && command -v nim-serve >/dev/null; then \
-        echo "NIM 2.x base (nim-serve, no /opt/nim/start_server.sh): adding the image's launch script"; \
-        mkdir -p /opt/nim && cp "${NIM_DRUM_HOME}/image/nim2_start_server.sh" /opt/nim/start_server.sh; \
-    fi \
-    && if [ ! -e /opt/nvidia/nvidia_entrypoint.sh ]; then \
-        echo "The base has no /opt/nvidia/nvidia_entrypoint.sh: adding a pass-through"; \
-        mkdir -p /opt/nvidia && cp "${NIM_DRUM_HOME}/image/nvidia_entrypoint.sh" /opt/nvidia/; \
-    fi
+# NVIDIA's entrypoint (image/adapt_base.sh, docs/image.md).
+COPY image/adapt_base.sh image/nim2_start_server.sh image/nvidia_entrypoint.sh ${NIM_DRUM_HOME}/image/
+RUN sh "${NIM_DRUM_HOME}/image/adapt_base.sh"
 
-# The package also goes where DRUM's Python finds it (a .pth file made by install_drum.sh): a model
-# that uploads only custom.py (and its metadata) still imports it. A nim_drum/ uploaded with the
-# model comes first on sys.path.
+# The one copy of the package, where DRUM's Python finds it (a .pth file made by install_drum.sh):
+# a model that uploads only custom.py (and its metadata) still imports it, and a nim_drum/ uploaded
+# with the model comes first (DRUM puts custom.py's folder first on sys.path). custom.py logs
+# which copy it imported.
 COPY nim_drum ${NIM_DRUM_HOME}/nim_drum
 
 WORKDIR ${CODE_DIR}
+# Modes come from the context (start_server.sh is executable there); no --chmod, which Docker's
+# legacy builder refuses.
 COPY --chown=${RUNTIME_UID}:0 start_server.sh custom.py model-metadata.yaml ./
-COPY --chown=${RUNTIME_UID}:0 nim_drum ./nim_drum
-# NIM writes downloaded models to NIM_CACHE_PATH ("Unable to write to NIM_CACHE_PATH" otherwise).
+# NIM writes downloaded models to NIM_CACHE_PATH ("Unable to write to NIM_CACHE_PATH" otherwise);
+# group 0 may write both, for a random uid in group 0 (OpenShift).
 RUN mkdir -p "${NIM_CACHE_PATH}" \
-    && chown -R "${RUNTIME_UID}:0" "${CODE_DIR}" \
-    && chmod -R g=u "${CODE_DIR}" \
-    && chmod 0755 "${CODE_DIR}/start_server.sh"
+    && chown "${RUNTIME_UID}:0" "${CODE_DIR}" "${NIM_CACHE_PATH}" \
+    && chmod 0775 "${CODE_DIR}" "${NIM_CACHE_PATH}"
 
 USER ${RUNTIME_UID}
 EXPOSE 8080

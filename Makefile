@@ -104,7 +104,7 @@ $(VENV)/.runtime: requirements.lock pyproject.toml | $(UV)
 	touch $@
 
 lock: $(UV)
-	$(UV) pip compile requirements.txt --universal --python-version 3.11 --no-header -o requirements.lock
+	UV_PYTHON_DOWNLOADS=never $(UV) pip compile requirements.txt --universal --python-version 3.10 --no-header -o requirements.lock
 	$(UV) pip compile requirements-dev.txt -c requirements.lock --universal --python-version 3.11 \
 		--no-header -o requirements-dev.lock
 
@@ -123,7 +123,9 @@ dropin: | $(VENV)/.runtime
 	$(PY) -m nim_drum.devtools.dropin --build-args '$(BUILD_ARGS)' $(DROPIN_DIR)
 
 # --- The image -------------------------------------------------------------------------------------
-# docker where a Docker engine answers, podman otherwise; CONTAINER_ENGINE=podman chooses.
+# docker where a Docker engine answers, podman otherwise; CONTAINER_ENGINE=podman chooses. With a
+# docker CLI that has no buildx, DOCKER_BUILDKIT=0 picks the legacy builder, which this Dockerfile
+# builds with too (docs/image.md).
 CONTAINER_ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 # podman on hosts whose cgroups it cannot manage (CI here): chroot isolation, host network.
 PODMAN_BUILD_FLAGS ?= --isolation=chroot --network=host
@@ -147,22 +149,27 @@ image-tarballs: dropin
 	ls -l $(DROPIN_DIR)
 
 # Wheels for requirements.lock in wheelhouse/, for an offline image build (the Dockerfile installs
-# from wheelhouse/ when it holds wheels). Give the base image's Python (several allowed) and the
-# newest manylinux glibc it has (Ubuntu 22.04: 2.35).
-WHEELHOUSE_PYTHON ?= 3.11
+# from wheelhouse/ when it holds wheels). Give the base image's Python (several allowed; NIM 1.x:
+# 3.10, vLLM-based 2.x: 3.12) and the newest manylinux glibc it has (Ubuntu 22.04: 2.35).
+WHEELHOUSE_PYTHON ?= 3.10
 WHEELHOUSE_GLIBC ?= 35
 WHEELHOUSE_ARCH ?= x86_64
 wheelhouse: | $(VENV)/.runtime
 	$(PY) -m nim_drum.devtools.wheelhouse $(foreach v,$(WHEELHOUSE_PYTHON),--python $(v)) \
 		--glibc $(WHEELHOUSE_GLIBC) --arch $(WHEELHOUSE_ARCH) wheelhouse
 
-# The image built with podman on stand-in NIM 1.x and 2.x bases and run in every mode
-# (tests/image/). Needs root for podman; installs podman, runc and debootstrap when missing.
+# The image built on stand-in NIM 1.x and 2.x bases and run in every mode (tests/image/): with
+# Docker on the 1.x stand-in (through image-tarballs, docker save | gzip -9, docker load; the tests
+# start and stop their own dockerd, host network only), with podman on the 2.x one. Needs root;
+# installs podman, runc, debootstrap and docker.io when missing. The wheelhouse is filled for 3.10
+# too (NIM 1.x bases' Python), and mypy checks the package against Python 3.10's standard library.
 # The venv (llama-server, the test tools) must exist: make setup and the dev tools.
 test-image: | $(VENV)/.runtime $(VENV)/.engine $(VENV)/.dev
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
-		|| { apt-get update && apt-get install -y podman runc debootstrap; }
-	$(MAKE) --no-print-directory wheelhouse WHEELHOUSE_PYTHON="3.11 3.13"
+		&& command -v dockerd >/dev/null \
+		|| { apt-get update && apt-get install -y podman runc debootstrap docker.io; }
+	$(VENV)/bin/mypy --python-version 3.10
+	$(MAKE) --no-print-directory wheelhouse WHEELHOUSE_PYTHON="3.10 3.11 3.13"
 	$(PY) -m pytest -m image tests/image
 
 clean:

@@ -1,10 +1,14 @@
 """DRUM hooks for the NVIDIA NIM drop-in; the work is done in the nim_drum package."""
 
+import logging
 from pathlib import Path
 
+import nim_drum
 from nim_drum import hooks
 
 CODE_DIR = Path(__file__).resolve().parent
+# The image has one copy of nim_drum (/opt/nim-drum); one uploaded with the model comes first.
+logging.getLogger("nim_drum").info("nim_drum imported from %s", Path(nim_drum.__file__).resolve().parent)
 
 
 def load_model(code_dir):

@@ -7,12 +7,13 @@
 #   NIM installed, GPUs found  DRUM's NIM predictor launches NIM in this container
 #   otherwise                  DRUM's Python predictor: custom.py's engine (embedded or external)
 #
-# DROPIN_NIM_DIR (default /opt/nim) and VIRTUAL_ENV (DRUM's virtualenv, default /opt/drum) can be
-# pointed elsewhere, which the tests do.
+# VIRTUAL_ENV (DRUM's virtualenv; the Dockerfile sets it, and DRUM's NIM predictor needs it) and
+# DROPIN_NIM_DIR (default /opt/nim) can be pointed elsewhere, which the tests do.
 set -eu
 
+: "${VIRTUAL_ENV:?must name the virtualenv of DRUM (the Dockerfile sets /opt/drum)}"
 nim_dir=${DROPIN_NIM_DIR:-/opt/nim}
-drum_venv=${VIRTUAL_ENV:-/opt/drum}
+drum_venv=$VIRTUAL_ENV
 script_dir=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 
 log() {
@@ -20,9 +21,15 @@ log() {
 }
 
 count_gpus() {
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true
+    # Prints the count; says on stderr why it is 0 when nvidia-smi is there but fails, so that a
+    # driver fault does not read as "no GPU".
+    command -v nvidia-smi >/dev/null 2>&1 || { echo 0; return 0; }
+    if listing=$(nvidia-smi -L 2>&1); then
+        printf '%s\n' "$listing" | grep -c '^GPU ' || true
     else
+        status=$?
+        log "nvidia-smi -L failed (exit $status): $listing" >&2
+        log "Counting 0 GPUs. If this machine has GPUs, check the NVIDIA driver and the container runtime (--gpus / NVIDIA_VISIBLE_DEVICES)." >&2
         echo 0
     fi
 }
@@ -46,9 +53,19 @@ print_profiles() {
 
 default_runtime_param() {
     # Export MLOPS_RUNTIME_PARAM_<name> only when DataRobot (or the user) has not set it.
-    var="MLOPS_RUNTIME_PARAM_$1"
-    if eval "[ -z \"\${$var+set}\" ]"; then
-        eval "export $var=\$2"
+    if ! printenv "MLOPS_RUNTIME_PARAM_$1" >/dev/null; then
+        export "MLOPS_RUNTIME_PARAM_$1=$2"
+    fi
+}
+
+drop_empty_runtime_param() {
+    # DataRobot (and DRUM's values-file loader) passes a declared parameter with no value as a null
+    # payload, which DRUM's NIM predictor would use as is ("http://None:9999"). Without it, DRUM
+    # falls back to OPENAI_HOST / OPENAI_PORT.
+    printenv "MLOPS_RUNTIME_PARAM_$1" >/dev/null || return 0
+    if "$drum_venv/bin/python" -c 'import json, os, sys
+sys.exit(json.loads(os.environ[sys.argv[1]]).get("payload") not in (None, ""))' "MLOPS_RUNTIME_PARAM_$1" 2>/dev/null; then
+        unset "MLOPS_RUNTIME_PARAM_$1"
     fi
 }
 
@@ -64,6 +81,12 @@ print_profiles
 # which batches them. DataRobot sets these from model-metadata.yaml; docker run does not.
 default_runtime_param DRUM_GUNICORN_WORKER_CLASS '{"type": "string", "payload": "gevent"}'
 default_runtime_param DRUM_WORKER_CONNECTIONS '{"type": "numeric", "payload": 64}'
+# DRUM's NIM predictor gives its OpenAI client DRUM_OPENAI_CLIENT_TIMEOUT, 3600 s when unset: longer
+# than the 600 s after which DRUM gives up on the request, so NIM would go on generating for nobody
+# (docs/drum.md). The metadata's default keeps it under DRUM_CLIENT_REQUEST_TIMEOUT.
+default_runtime_param DRUM_OPENAI_CLIENT_TIMEOUT '{"type": "numeric", "payload": 540}'
+drop_empty_runtime_param DR_NIM_SERVER_HOST
+drop_empty_runtime_param DR_NIM_SERVER_PORT
 
 case "${NIM_SIDECAR:-0}" in
     1 | true | yes)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -184,3 +185,34 @@ def score_through(proxy, data, **params) -> pd.DataFrame:
     """Score data through the fault proxy (engine=external, short answers), with these runtime parameters."""
     settings = load_settings(external_params(proxy, **params))
     return score_with(connect_external(settings), settings, data)
+
+
+NIM_FRONT = REPO / "tests" / "image" / "standin" / "common" / "opt" / "standin" / "nim_front.py"
+
+
+class NimFront:
+    """NIM's /v1/health/ready and /v1/health/live in front of a running engine (the stand-ins'
+    nim_front.py, on the host): what DRUM's sidecar mode probes, with no DR_NIM_HEALTH_ROUTE."""
+
+    def __init__(self, engine_port: int):
+        self.port = free_port()
+        self.process = subprocess.Popen([sys.executable, str(NIM_FRONT), "--port", str(self.port),
+                                         "--upstream", str(engine_port)], stdout=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{self.port}/v1/health/ready"
+        if not wait_until(lambda: _answers(url), timeout=30):
+            self.process.kill()
+            raise AssertionError(f"nim_front.py did not answer on {url}")
+
+    def __enter__(self) -> NimFront:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

@@ -10,7 +10,7 @@ import requests
 
 from nim_drum.devtools.local_drum import run_drum_score
 
-from helpers import EXTRA_COLUMNS, REPO, BusySlotMonitor, engine_root, free_port, runtime_env
+from helpers import EXTRA_COLUMNS, REPO, BusySlotMonitor, NimFront, engine_root, free_port, runtime_env
 
 PROMPTS = REPO / "examples" / "prompts.csv"
 FRANCE = [
@@ -125,10 +125,15 @@ def test_nim_sidecar_reaches_our_score(engine, code_dir, drum_server):
     """The production path: DRUM's NIM predictor calls our score with its openai_client."""
     root = engine_root(engine)
     host, port = root.removeprefix("http://").split(":")
-    # llama-server's health route is /health, not NIM's /v1/health/ready.
-    env = runtime_env({"DR_NIM_HEALTH_ROUTE": "/health"}, OPENAI_HOST=host, OPENAI_PORT=port, GPU_COUNT="1")
-    server = drum_server(code_dir, args=["--gpu-predictor", "nim", "--sidecar"], env=env)
-    response = predict_csv(server, "promptText\nWhat is the capital of France?\n")
+    # NIM's /v1/health/ready (DRUM's default route) from the stand-ins' front: llama-server has /health only.
+    # DRUM's values-file loader passes every declared parameter, an empty one as None, which DRUM's
+    # NIM predictor would use as host and port: a values file names them (docs/drum.md).
+    with NimFront(int(port)) as front:
+        values = {"engine": "embedded", "DR_NIM_SERVER_HOST": host, "DR_NIM_SERVER_PORT": str(front.port)}
+        server = drum_server(code_dir, values, args=["--gpu-predictor", "nim", "--sidecar"],
+                             env=runtime_env({}, GPU_COUNT="1"))
+        response = predict_csv(server, "promptText\nWhat is the capital of France?\n")
+        server.stop()
     assert response.status_code == 200, response.text
     body = response.json()
     assert "Paris" in body["predictions"][0]

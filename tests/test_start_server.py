@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from helpers import REPO, BusySlotMonitor, DrumServer, engine_root, free_port, runtime_env
+from helpers import REPO, BusySlotMonitor, DrumServer, NimFront, engine_root, free_port, runtime_env
 
 SCRIPT = REPO / "start_server.sh"
 PROFILE = "tensorrt_llm-h100-fp8-tp1-throughput (canary-profile)"
@@ -46,7 +46,10 @@ def machine(tmp_path):
     venv_bin, tools, nim = tmp_path / "drum-venv" / "bin", tmp_path / "tools", tmp_path / "nim"
     executable(venv_bin / "drum", 'echo "drum pid=$$ args=$* GPU_COUNT=$GPU_COUNT"\n'
                'echo "worker_class=$MLOPS_RUNTIME_PARAM_DRUM_GUNICORN_WORKER_CLASS"\n'
-               'echo "worker_connections=$MLOPS_RUNTIME_PARAM_DRUM_WORKER_CONNECTIONS"\n')
+               'echo "worker_connections=$MLOPS_RUNTIME_PARAM_DRUM_WORKER_CONNECTIONS"\n'
+               'echo "worker_client_timeout=$MLOPS_RUNTIME_PARAM_DRUM_OPENAI_CLIENT_TIMEOUT"\n'
+               'echo "nim_host=${MLOPS_RUNTIME_PARAM_DR_NIM_SERVER_HOST-unset}"\n'
+               'echo "nim_port=${MLOPS_RUNTIME_PARAM_DR_NIM_SERVER_PORT-unset}"\n')
     (venv_bin / "python").symlink_to(sys.executable)
     tools.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}
@@ -136,6 +139,43 @@ def test_one_gevent_worker_by_default_as_the_metadata_declares(machine):
     defaults = {d["fieldName"]: d.get("defaultValue") for d in metadata}
     assert exported["worker_class"]["payload"] == defaults["DRUM_GUNICORN_WORKER_CLASS"] == "gevent"
     assert exported["worker_connections"]["payload"] == defaults["DRUM_WORKER_CONNECTIONS"]
+    # DRUM's own 3600 s would outlive the request DRUM gives up on after DRUM_CLIENT_REQUEST_TIMEOUT
+    assert exported["worker_client_timeout"]["payload"] == defaults["DRUM_OPENAI_CLIENT_TIMEOUT"]
+    assert defaults["DRUM_OPENAI_CLIENT_TIMEOUT"] < defaults["DRUM_CLIENT_REQUEST_TIMEOUT"]
+
+
+@pytest.mark.parametrize("payload", [None, ""])
+def test_an_empty_nim_host_or_port_is_dropped_so_drum_falls_back_to_openai_host(machine, payload):
+    """DataRobot passes a declared parameter with no value as a null payload; DRUM's NIM predictor
+    would use it as the host and port. Without it, DRUM uses OPENAI_HOST and OPENAI_PORT."""
+    empty = json.dumps({"type": "string", "payload": payload})
+    code, output, _ = run(machine, MLOPS_RUNTIME_PARAM_DR_NIM_SERVER_HOST=empty,
+                          MLOPS_RUNTIME_PARAM_DR_NIM_SERVER_PORT=empty)
+    assert code == 0, output
+    assert "nim_host=unset" in output and "nim_port=unset" in output
+
+
+def test_a_nim_port_that_is_set_reaches_drum(machine):
+    port = json.dumps({"type": "string", "payload": "8123"})
+    code, output, _ = run(machine, MLOPS_RUNTIME_PARAM_DR_NIM_SERVER_PORT=port)
+    assert code == 0 and f"nim_port={port}" in output and "nim_host=unset" in output
+
+
+def test_a_failing_nvidia_smi_says_why_instead_of_reading_as_no_gpu(machine):
+    executable(machine["tools"] / "nvidia-smi",
+               'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."\nexit 9\n')
+    with_nim(machine)
+    code, output, _ = run(machine)
+    assert code == 0 and "GPU_COUNT=0" in drum_call(output)
+    assert "nvidia-smi -L failed (exit 9): NVIDIA-SMI has failed because it couldn't communicate" in output
+    assert "check the NVIDIA driver and the container runtime" in output
+
+
+def test_without_virtual_env_it_stops_and_says_what_is_missing(machine):
+    env = {k: v for k, v in machine["env"].items() if k != "VIRTUAL_ENV"}
+    result = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "drum pid=" not in result.stdout
+    assert "VIRTUAL_ENV: must name the virtualenv of DRUM" in result.stderr
 
 
 def test_values_datarobot_set_are_kept(machine):
@@ -216,13 +256,49 @@ def test_local_mode_serves_predictions_and_overlaps_requests(code_dir, script_se
 
 
 def test_sidecar_mode_against_the_embedded_engine(engine, code_dir, script_server):
+    """DRUM's own health route, /v1/health/ready, answered by the stand-ins' NIM front before the
+    embedded engine (llama-server has only /health): no DR_NIM_HEALTH_ROUTE."""
     host, port = engine_root(engine).removeprefix("http://").split(":")
-    # llama-server's health route is /health, not NIM's /v1/health/ready.
-    env = runtime_env({"DR_NIM_HEALTH_ROUTE": "/health"}, NIM_SIDECAR="1", OPENAI_HOST=host, OPENAI_PORT=port)
-    server = script_server(code_dir, env)
-    assert "Mode: sidecar" in server.log()
-    response = requests.post(f"{server.url}/predictions", data=b"promptText\nWhat is the capital of France?\n",
-                             headers={"Content-Type": "text/csv"}, timeout=300)
+    front = NimFront(int(port))
+    with front:
+        server = script_server(code_dir, runtime_env({}, NIM_SIDECAR="1", OPENAI_HOST=host, OPENAI_PORT=str(front.port)))
+        assert "Mode: sidecar" in server.log()
+        response = requests.post(f"{server.url}/predictions", data=b"promptText\nWhat is the capital of France?\n",
+                                 headers={"Content-Type": "text/csv"}, timeout=300)
+        server.stop()  # before the front goes, so that DRUM's last probe does not fail the log
     assert response.status_code == 200, response.text
     body = response.json()
     assert "Paris" in body["predictions"][0] and "finish_reason" in body["extraModelOutput"]["columns"]
+
+
+NIM2_LAUNCH = REPO / "image" / "nim2_start_server.sh"
+
+
+def nim2_launch(tmp_path, **env):
+    """image/nim2_start_server.sh with a nim-serve that reports the variables it was given."""
+    executable(tmp_path / "bin" / "nim-serve", 'echo "nim-serve $* port=$NIM_SERVER_PORT path=${NIM_MODEL_PATH-unset}'
+               ' level=${NIM_LOG_LEVEL-unset}"\n')
+    base = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "NIM_SERVER_PORT": "9999", "NIM_SERVED_MODEL_NAME": "m"}
+    return subprocess.run([str(NIM2_LAUNCH), "--extra"], env={**base, **env}, capture_output=True, text=True, timeout=30)
+
+
+def test_the_nim2_launch_script_maps_the_1x_variables(tmp_path):
+    (tmp_path / "model-repo").mkdir()
+    result = nim2_launch(tmp_path, NIM_MODEL_NAME=str(tmp_path / "model-repo"), NIM_LOG_LEVEL="DEFAULT")
+    assert result.returncode == 0, result.stderr
+    assert f"nim-serve --extra port=9999 path={tmp_path / 'model-repo'} level=unset" in result.stdout
+    assert "level=DEBUG" in nim2_launch(tmp_path, NIM_LOG_LEVEL="TRACE").stdout
+    assert "level=WARNING" in nim2_launch(tmp_path, NIM_LOG_LEVEL="WARNING").stdout
+
+
+@pytest.mark.parametrize("passthrough", ["--port 8001", "--max-num-seqs 8 --served-model-name=x"])
+def test_the_nim2_launch_script_refuses_passthrough_args_that_outrank_drums_port_and_name(tmp_path, passthrough):
+    result = nim2_launch(tmp_path, NIM_PASSTHROUGH_ARGS=passthrough)
+    assert result.returncode == 2 and "nim-serve" not in result.stdout.replace("[nim-drum]", "")
+    assert "which outranks the NIM_SERVER_PORT and NIM_SERVED_MODEL_NAME that DRUM gives NIM" in result.stdout
+    assert "set the DR_NIM_SERVER_PORT or served_model_name runtime parameter instead" in result.stdout
+
+
+def test_the_nim2_launch_script_keeps_other_passthrough_args(tmp_path):
+    result = nim2_launch(tmp_path, NIM_PASSTHROUGH_ARGS="--max-num-seqs 8 --portable-x")
+    assert result.returncode == 0 and "nim-serve --extra port=9999" in result.stdout

@@ -25,6 +25,8 @@ from nim_drum.config.layout import METADATA_FILE, RUNTIME_PARAM_PREFIX
 from nim_drum.config.values import (
     ADAPTER_NAME_HELP,
     adapter_name_problem,
+    health_route,
+    port_number,
     response_format_payload,
     stop_sequences,
     template_columns,
@@ -106,6 +108,12 @@ class Settings(BaseModel):
     adapter: str | None = None
     adapter_column_name: str | None = None
     messages_column_name: str | None = None
+    # DRUM's NIM predictor reads these itself (docs/drum.md, "DRUM's NIM predictor").
+    dr_nim_health_route: str = "/v1/health/ready"
+    dr_nim_server_host: str | None = None
+    dr_nim_server_port: int | None = None
+    drum_openai_client_timeout: int = 540
+    max_watchdog_restarts: int = 10
 
     @classmethod
     def load(cls, code_dir: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Settings:
@@ -204,6 +212,27 @@ class Settings(BaseModel):
                 "characters, as printed by `sha256sum FILE`."
             )
         return digest
+
+    @field_validator("dr_nim_health_route")
+    @classmethod
+    def _route(cls, route: str | None) -> str:
+        return health_route(route)
+
+    @field_validator("dr_nim_server_port", mode="before")
+    @classmethod
+    def _port(cls, raw: Any) -> int | None:
+        return port_number(raw)
+
+    @model_validator(mode="after")
+    def _client_timeout_under_request_timeout(self) -> Settings:
+        request_timeout = self.drum_client_request_timeout
+        if request_timeout and self.drum_openai_client_timeout >= request_timeout:
+            raise ConfigError(
+                f"Runtime parameter 'DRUM_OPENAI_CLIENT_TIMEOUT' is {self.drum_openai_client_timeout}; "
+                f"allowed: under DRUM_CLIENT_REQUEST_TIMEOUT ({request_timeout}), or DRUM gives up on a "
+                "request whose chat call goes on running in NIM. Lower it, or raise DRUM_CLIENT_REQUEST_TIMEOUT."
+            )
+        return self
 
     @model_validator(mode="after")
     def _external_needs_url(self) -> Settings:

@@ -1,4 +1,5 @@
-"""Values with a grammar of their own: prompt_template, response_format, stop, and adapter names."""
+"""Runtime parameter values with a grammar of their own: prompt_template, response_format, stop, adapter
+names, and the NIM route and port that DRUM's NIM predictor reads."""
 
 from __future__ import annotations
 
@@ -107,3 +108,27 @@ def stop_sequences(raw: str | None) -> tuple[str, ...] | None:
     if not (isinstance(values, list) and 1 <= len(values) <= 4 and all(isinstance(v, str) and v for v in values)):
         raise ConfigError(f"Runtime parameter 'stop' is {raw!r}; allowed: a JSON list of 1 to 4 non-empty strings.")
     return tuple(values)
+
+
+def health_route(route: str | None) -> str:
+    """DR_NIM_HEALTH_ROUTE: DRUM appends it to http://host:port, so it must be a path."""
+    if not route or not route.startswith("/"):
+        raise ConfigError(
+            f"Runtime parameter 'DR_NIM_HEALTH_ROUTE' is {route!r}; allowed: a path that starts with /, "
+            "such as NIM's /v1/health/ready (the default)."
+        )
+    return route
+
+
+def port_number(raw: object) -> int | None:
+    """DR_NIM_SERVER_PORT, declared as a string as DRUM reads it (it formats the value into
+    NIM_SERVER_PORT and a URL, so 8000.0 would break both); empty is None."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return None
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise ConfigError(
+            f"Runtime parameter 'DR_NIM_SERVER_PORT' is {raw!r}; allowed: a port number from 1 to 65535 "
+            "written as digits, or empty for OPENAI_PORT."
+        )
+    return int(text)
