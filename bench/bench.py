@@ -53,6 +53,7 @@ class Phase:
     four_chunks: Run | None = None
     fixed: list[Run] = field(default_factory=list)
     csv_bytes: bytes = b""
+    warm: Run | None = None  # ours again on the same server, from the level it learned
 
 
 def cpu_probe(engine: int | None, drum: int | None = None):
@@ -78,7 +79,7 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
     tokens_of = drum_runs.engine_tokens_counter(base_url.removesuffix("/v1"))
     values = drum_runs.ours_runtime_params(base_url, model, args.max_tokens, args.max_concurrency, args.api_key)
     score = drum_runs.drum_score_run(work, csv_path, len(prompts), values) if mode == "shared" else None
-    csv_bytes, four_chunks = csv_path.read_bytes(), None
+    csv_bytes, four_chunks, warm = csv_path.read_bytes(), None, None
     throughput.forget_learned(base_url, model)  # ours starts cold, as a new deployment does
     with drum_runs.ours_server(work, values) as server:
         ours = drum_runs.predictions_run("ours: /predictions", server.url, csv_bytes, len(prompts),
@@ -87,6 +88,11 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
         print(f"  {'ours: /predictions':<28} concurrency {ours.concurrency:>4}: "
               f"{ours.output_token_throughput:8.1f} output tok/s", flush=True)
         if mode == "shared":
+            warm = drum_runs.predictions_run("ours: /predictions, warm", server.url, csv_bytes, len(prompts),
+                                             0, tokens_of, cpu_probe(engine, server.process.pid))
+            warm.concurrency = throughput.learned_concurrency(server.log_path) or 0
+            print(f"  {warm.name:<28} concurrency {warm.concurrency:>4}: "
+                  f"{warm.output_token_throughput:8.1f} output tok/s", flush=True)
             four_chunks = throughput.chunks_run(f"ours: {throughput.CHUNKS} chunks at once", server.url, csv_bytes,
                                                 len(prompts), throughput.CHUNKS, tokens_of,
                                                 cpu_probe(engine, server.process.pid))
@@ -106,7 +112,7 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
                                          args.max_tokens, tokens_of,
                                          lambda drum: cpu_probe(engine, drum))
     return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score,
-                 four_chunks, fixed, csv_bytes)
+                 four_chunks, fixed, csv_bytes, warm if mode == "shared" else None)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -66,7 +66,9 @@ def ours_server(work: Path, values: dict):
 
     params = work / "values.yaml"
     params.write_text(yaml.safe_dump(values))
-    server = DrumServer(REPO, work / "drum-ours.log", ["--runtime-params-file", str(params)]).wait_ready()
+    # INFO: the batch summary lines, whose concurrency=N is the limit each batch ended at.
+    args = ["--runtime-params-file", str(params), "--logging-level", "info"]
+    server = DrumServer(REPO, work / "drum-ours.log", args).wait_ready()
     try:
         yield server
     finally:

@@ -68,7 +68,7 @@ def _start(kind: str, slots: int, threads: int | None):
         from nim_drum.engines.launcher import shared_engine
 
         def plan():
-            return _with_threads(embedded._launch(settings, REPO), threads)
+            return _with_threads(embedded._launch(settings, REPO, REPO / "no-loras"), threads)
 
         handle = shared_engine(REPO, embedded.KIND, embedded.START_TIMEOUT_SECONDS, plan)
         return handle, lambda: embedded.stop_embedded(REPO)

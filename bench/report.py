@@ -54,10 +54,11 @@ def throughput_ratios(phase, limit: float) -> dict:
     """Ours at the defaults, 4 chunks at once and the fixed limits against the limit; a 5 MB chunk's seconds."""
     from throughput import five_mb_chunk_seconds
 
-    runs = {"ours": phase.ours, **({"ours-4-chunks": phase.four_chunks} if phase.four_chunks else {}),
+    runs = {"ours": phase.ours, **({"ours-warm": phase.warm} if phase.warm else {}),
+            **({"ours-4-chunks": phase.four_chunks} if phase.four_chunks else {}),
             **{f"fixed-{run.concurrency}": run for run in phase.fixed}}
     figures = {f"{name}/limit": run.output_token_throughput / limit for name, run in runs.items() if name != "ours"}
-    figures["learned concurrency"] = phase.ours.concurrency
+    figures["learned concurrency"] = (phase.four_chunks or phase.ours).concurrency
     figures.update({f"5 MB chunk s, {name}": five_mb_chunk_seconds(run, phase.csv_bytes) for name, run in runs.items()})
     return figures
 
@@ -88,7 +89,8 @@ def finish(facts: dict, phases: list, out: Path) -> None:
 
 def all_runs(phase) -> list:
     return [*phase.streamed, *phase.not_streamed, *([phase.drum_score] if phase.drum_score else []),
-            phase.ours, *([phase.four_chunks] if phase.four_chunks else []), *phase.fixed, phase.builtin, *phase.chat]
+            phase.ours, *([phase.warm] if phase.warm else []), *([phase.four_chunks] if phase.four_chunks else []),
+            *phase.fixed, phase.builtin, *phase.chat]
 
 
 def print_table(runs: list) -> None:
@@ -146,7 +148,7 @@ def print_script_lines(by_mode: dict) -> None:
         print(f"added latency isolated p50 ms: {isolated['added latency p50 ms']:.1f}")
         print(f"added latency isolated p99 ms: {isolated['added latency p99 ms']:.1f}")
     print(f"ratio ours/limit: {shared['ours/limit']:.2f}")
-    for key in ("ours-4-chunks/limit", "fixed-16/limit", "fixed-200/limit"):
+    for key in ("ours-warm/limit", "ours-4-chunks/limit", "fixed-16/limit", "fixed-200/limit"):
         if key in shared:
             print(f"ratio {key}: {shared[key]:.2f}")
     print(f"learned concurrency: {shared['learned concurrency']}")

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import REPO
 
-SCRIPT_LINES = ["ratio ours/limit", "ratio ours-4-chunks/limit", "ratio fixed-16/limit", "ratio fixed-200/limit",
+SCRIPT_LINES = ["ratio ours/limit", "ratio ours-warm/limit", "ratio ours-4-chunks/limit", "ratio fixed-16/limit", "ratio fixed-200/limit",
                 "learned concurrency", "ratio captured", "ratio chat-drum/direct@8",
                 "ratio chat-drum/direct@8 isolated", "added latency p50 ms", "added latency p99 ms",
                 "simulated share of plateau", "simulated rows to 90%"]
@@ -44,4 +44,4 @@ def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp
         assert phase["ratios"]["limit"]["mode"] in ("direct, streamed", "direct, not streamed")
     assert (out / "bench.png").stat().st_size > 10_000
     shared = {run["name"] for run in report["phases"]["shared"]["runs"]}
-    assert {"ours: 4 chunks at once", "ours: fixed 16", "ours: fixed 200"} <= shared
+    assert {"ours: /predictions, warm", "ours: 4 chunks at once", "ours: fixed 16", "ours: fixed 200"} <= shared

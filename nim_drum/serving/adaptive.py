@@ -9,7 +9,7 @@ and the prompt lengths, so no fixed number is right. This controller climbs to i
 Throughput is measured per level as output tokens per second of completed requests, from the moment
 the level has settled (a request started at it has finished), over at least `limit` completions,
 and only while there was more work than the limit (a batch's tail says nothing about the engine).
-- Climb: double from the start level while each doubling gains at least EFFICIENCY of what a linear
+- Climb: double from the start level (32) while each doubling gains at least EFFICIENCY of what a linear
   gain would be; at the first that does not, go back to the level before and hold.
 - Hold: every PROBE_EVERY windows probe once, in turn a step up (kept when it gains EFFICIENCY of
   linear) and a step down (kept when it loses less than EFFICIENCY of linear: the same throughput
@@ -34,7 +34,8 @@ STEP_DOWN = 0.8
 BACKOFF = 0.7
 PROBE_EVERY = 6  # windows held between probes
 MIN_WINDOW = 8  # completions in the smallest window
-DEFAULT_INITIAL = 16
+# Twice the old fixed default: nothing an engine that batches cannot take, one doubling less to its knee.
+DEFAULT_INITIAL = 32
 
 
 @dataclass
@@ -96,7 +97,9 @@ class AdaptiveLimit:
         window.completions += 1
         window.tokens += tokens
         window.last_finish = now
-        if window.completions >= max(MIN_WINDOW, self.limit):
+        # While climbing, half a level's worth of completions tells a doubling that pays from one that does not.
+        needed = self.limit // 2 if self.phase == "climb" else self.limit
+        if window.completions >= max(MIN_WINDOW, needed):
             self._decide(window.throughput(), now)
 
     def engine_queue(self, queued: int, now: float) -> None:
