@@ -38,17 +38,22 @@ def test_an_overloaded_answer_cuts_the_limit_once_per_level():
     assert control.limit == int(100 * BACKOFF)
 
 
-def test_requests_the_engine_queues_lower_the_limit():
-    control = AdaptiveLimit(ceiling=256, initial=64)
-    control.engine_queue(24, now=1.0)
-    assert control.limit == 40
+def test_requests_the_engine_queues_hold_the_limit_at_what_it_runs_once_per_level():
+    control = AdaptiveLimit(ceiling=256, initial=128)
+    control.engine_queue(64, in_flight=128, now=0.5)  # before the level settled: stale, ignored
+    assert control.limit == 128
+    control.finished(started=1.0, now=2.0, tokens=10, overloaded=False, saturated=True)  # settled
+    control.engine_queue(64, in_flight=128, now=2.5)
+    assert control.limit == 64
+    control.engine_queue(60, in_flight=124, now=3.0)  # the same queue, still draining: not lower again
+    assert control.limit == 64
 
 
 def test_a_fixed_limit_never_moves():
     control = AdaptiveLimit(ceiling=200, adaptive=False)
     for i in range(1000):
         control.finished(started=i, now=i + 1, tokens=100, overloaded=i % 7 == 0, saturated=True)
-    control.engine_queue(50, now=2000)
+    control.engine_queue(50, in_flight=200, now=2000)
     assert control.limit == 200
 
 

@@ -102,10 +102,15 @@ class AdaptiveLimit:
         if window.completions >= max(MIN_WINDOW, needed):
             self._decide(window.throughput(), now)
 
-    def engine_queue(self, queued: int, now: float) -> None:
-        """The engine reports `queued` requests waiting beyond its own batch: more in flight only waits."""
-        if self.adaptive and queued > 0 and self.limit > self.floor:
-            self._hold(self.limit - queued, now)
+    def engine_queue(self, queued: int, in_flight: int, now: float) -> None:
+        """The engine reports `queued` of our `in_flight` requests waiting beyond its own batch: hold at what it runs.
+
+        Once per level: the requests already queued stay queued until they finish, so a report taken
+        before the level has settled says nothing new.
+        """
+        runs = in_flight - queued
+        if self.adaptive and queued > 0 and self.window.settled_at is not None and runs < self.limit:
+            self._hold(runs, now)
 
     def _decide(self, throughput: float, now: float) -> None:
         if self.phase == "hold":

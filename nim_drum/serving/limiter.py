@@ -75,7 +75,7 @@ class EngineLimiter:
     def engine_queue(self, queued: int) -> None:
         """Requests the engine reports waiting beyond its own batch (its metrics)."""
         with self._lock:
-            self.control.engine_queue(queued, self.clock())
+            self.control.engine_queue(queued, self.in_flight, self.clock())
 
     def _grant(self) -> None:
         while self.in_flight < self.control.limit and self._waiting:
