@@ -123,7 +123,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=256,
                         help="rows for the batch runs (enough for the adaptive limit's cold start to count)")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="levels for the direct client sweep")
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32,64,128",
+                        help="levels for the direct client sweep (past the engine's slots: a queue keeps them busy)")
     parser.add_argument("--sweep-requests", type=int, default=16,
                         help="requests per sweep level (at least twice the level)")
     parser.add_argument("--max-concurrency", type=int,

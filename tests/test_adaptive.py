@@ -39,14 +39,16 @@ def test_an_overloaded_answer_cuts_the_limit_once_per_level():
 
 
 def test_requests_the_engine_queues_hold_the_limit_at_what_it_runs_once_per_level():
-    control = AdaptiveLimit(ceiling=256, initial=128)
-    control.engine_queue(64, in_flight=128, now=0.5)  # before the level settled: stale, ignored
-    assert control.limit == 128
+    control = AdaptiveLimit(ceiling=256, initial=256)
+    control.engine_queue(192, in_flight=256, now=0.5)  # before the level settled: stale, ignored
+    assert control.limit == 256
     control.finished(started=1.0, now=2.0, tokens=10, overloaded=False, saturated=True)  # settled
-    control.engine_queue(64, in_flight=128, now=2.5)
-    assert control.limit == 64
-    control.engine_queue(60, in_flight=124, now=3.0)  # the same queue, still draining: not lower again
-    assert control.limit == 64
+    control.engine_queue(128, in_flight=256, now=2.4)  # a queue as long as the batch: allowed
+    assert control.limit == 256
+    control.engine_queue(192, in_flight=256, now=2.5)  # runs 64: at most twice that in flight
+    assert control.limit == 128
+    control.engine_queue(180, in_flight=244, now=3.0)  # the same queue, still draining: not lower again
+    assert control.limit == 128
 
 
 def test_a_fixed_limit_never_moves():

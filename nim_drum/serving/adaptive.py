@@ -15,8 +15,8 @@ and only while there was more work than the limit (a batch's tail says nothing a
   linear) and a step down (kept when it loses less than EFFICIENCY of linear: the same throughput
   with fewer requests in flight is shorter latency for everyone, chat included).
 - Back off: a 429 or 503 from the engine (or a retry, which the OpenAI client makes for those) on
-  a request sent at the current level cuts the limit by BACKOFF, once per level; requests the engine
-  reports as queued beyond its own batch lower the limit by that many.
+  a request sent at the current level cuts the limit by BACKOFF, once per level; an engine that reports
+  a queue longer than its batch holds the limit at twice what it runs.
 Learned from Netflix's concurrency-limits (Gradient2Limit: an RTT gradient with a queue allowance),
 Envoy's adaptive concurrency filter (periodic re-measurement) and AIPerf's ramp-until-no-gain,
 turned to throughput, which is what a batch wants. A pure algorithm: the caller passes the clock.
@@ -34,6 +34,7 @@ STEP_DOWN = 0.8
 BACKOFF = 0.7
 PROBE_EVERY = 6  # windows held between probes
 MIN_WINDOW = 8  # completions in the smallest window
+QUEUE_ALLOWANCE = 2  # in flight, at most this many times what the engine reports it runs
 # Twice the old fixed default: nothing an engine that batches cannot take, one doubling less to its knee.
 DEFAULT_INITIAL = 32
 
@@ -103,14 +104,16 @@ class AdaptiveLimit:
             self._decide(window.throughput(), now)
 
     def engine_queue(self, queued: int, in_flight: int, now: float) -> None:
-        """The engine reports `queued` of our `in_flight` requests waiting beyond its own batch: hold at what it runs.
+        """The engine reports `queued` of our `in_flight` requests waiting beyond its own batch.
 
-        Once per level: the requests already queued stay queued until they finish, so a report taken
-        before the level has settled says nothing new.
+        A queue as long as the batch keeps the engine's batch full between our requests (Gradient2's
+        queue allowance); a longer one only waits, so the limit holds at QUEUE_ALLOWANCE times what the
+        engine runs. Once per level: requests already queued stay queued until they finish, so a report
+        taken before the level has settled says nothing new.
         """
-        runs = in_flight - queued
-        if self.adaptive and queued > 0 and self.window.settled_at is not None and runs < self.limit:
-            self._hold(runs, now)
+        most = (in_flight - queued) * QUEUE_ALLOWANCE
+        if self.adaptive and queued > 0 and self.window.settled_at is not None and most < self.limit:
+            self._hold(most, now)
 
     def _decide(self, throughput: float, now: float) -> None:
         if self.phase == "hold":

@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from nim_drum.config.settings import Settings
-from nim_drum.serving.adaptive import DEFAULT_INITIAL, AdaptiveLimit
+from nim_drum.serving.adaptive import DEFAULT_INITIAL, QUEUE_ALLOWANCE, AdaptiveLimit
 from nim_drum.serving.limiter import EngineLimiter
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,10 @@ _lock = threading.Lock()
 
 
 def limiter_for(base_url: str, model: str, settings: Settings, engine_slots: int | None = None) -> EngineLimiter:
-    """The engine's limiter: at most max_concurrency (and the engine's slots), adaptive unless turned off."""
-    ceiling = min(settings.max_concurrency, engine_slots or settings.max_concurrency)
+    """The engine's limiter: at most max_concurrency (and twice the engine's slots), adaptive unless turned off."""
+    # A queue as long as the engine's slots keeps them busy between our requests (serving/adaptive.py).
+    most = QUEUE_ALLOWANCE * engine_slots if engine_slots else settings.max_concurrency
+    ceiling = min(settings.max_concurrency, most)
     key = (str(base_url).rstrip("/"), model)
     with _lock:
         limiter = _limiters.get(key)
