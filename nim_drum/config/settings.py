@@ -245,13 +245,18 @@ class Settings(BaseModel):
 
 
 def read_definitions(path: Path) -> dict[str, dict]:
-    try:
-        metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path} is missing; copy model-metadata.yaml next to custom.py.") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    metadata = read_yaml(path, f"{path} is missing; copy model-metadata.yaml next to custom.py.")
     return {d["fieldName"]: d for d in metadata.get("runtimeParameterDefinitions") or []}
+
+
+def read_yaml(path: Path, when_missing: str, what: str = "") -> Any:
+    """A YAML file's content; a ConfigError saying `when_missing`, or where the YAML is wrong."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(when_missing) from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what}{path} is not valid YAML: {err}") from err
 
 
 def _raw_value(name: str, definition: dict, environ: Mapping[str, str]) -> Any:

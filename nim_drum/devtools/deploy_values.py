@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.layout import METADATA_FILE, RUNTIME_PARAM_PREFIX
-from nim_drum.config.settings import Settings, read_definitions
+from nim_drum.config.settings import Settings, read_definitions, read_yaml
 from nim_drum.errors import ConfigError
 from nim_drum.serving.deadline import deadline_seconds
 
@@ -61,12 +59,7 @@ def read_values(path: Path | None, code_dir: Path) -> DeployValues:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(f"Values file {path} does not exist.") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Values file {path} is not valid YAML: {err}") from err
+    raw = read_yaml(path, f"Values file {path} does not exist.", what="Values file ")
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -50,12 +50,7 @@ class Conversation:
 
 
 def conversation_cells(data: pd.DataFrame, column: str) -> list:
-    if column not in data.columns:
-        raise ClientError(
-            f"The input has no messages column '{column}'; columns present: {columns_present(data)}. Add the "
-            "column, or set the messages_column_name runtime parameter to the column that holds conversations."
-        )
-    return data[column].tolist()
+    return named_column(data, column, "messages", "messages_column_name", "conversations")
 
 
 def conversation(cell: object, column: str, system_prompt: str | None) -> Conversation | None:
@@ -107,10 +102,15 @@ def json_kind(value: object) -> str:
 
 
 def prompt_column(data: pd.DataFrame, column: str) -> list:
+    return named_column(data, column, "prompt", "prompt_column_name", "prompts")
+
+
+def named_column(data: pd.DataFrame, column: str, kind: str, parameter: str, holds: str) -> list:
+    """The cells of the column a runtime parameter names; a 400 naming it and the columns present when absent."""
     if column not in data.columns:
         raise ClientError(
-            f"The input has no prompt column '{column}'; columns present: {columns_present(data)}. Rename the "
-            "column, or set the prompt_column_name runtime parameter to the column that holds prompts."
+            f"The input has no {kind} column '{column}'; columns present: {columns_present(data)}. Rename the "
+            f"column, or set the {parameter} runtime parameter to the column that holds {holds}."
         )
     return data[column].tolist()
 
