@@ -62,7 +62,7 @@ def test_on_row_error_fail_counts_deadline_rows_as_engine_failures(fault_proxy):
     "params, argv, seconds",
     [
         ({}, ["drum", "server"], 540),  # 90% of DRUM 1.18.1's default request timeout, 600 s
-        ({"DRUM_CLIENT_REQUEST_TIMEOUT": 100}, ["drum", "server"], 90),
+        ({"DRUM_CLIENT_REQUEST_TIMEOUT": 100, "DRUM_OPENAI_CLIENT_TIMEOUT": 90}, ["drum", "server"], 90),
         ({"DRUM_CLIENT_REQUEST_TIMEOUT": 0}, ["drum", "server"], None),  # DRUM's timeout is off
         ({}, ["drum", "score"], None),  # drum score has no request timeout
         ({"batch_deadline_seconds": 30}, ["drum", "score"], 30),

@@ -65,7 +65,8 @@ def test_the_retries_column_counts_a_rows_retries(server, proxy):
 
 
 def test_rows_past_the_default_deadline_say_what_would_fit(proxy, tmp_path):
-    values = external_params(proxy, DRUM_CLIENT_REQUEST_TIMEOUT=6, request_timeout=120)  # deadline: 90%, 5 s
+    # Deadline: 90% of DRUM's request timeout, 5 s; DRUM's own chat client must give up before it.
+    values = external_params(proxy, DRUM_CLIENT_REQUEST_TIMEOUT=6, DRUM_OPENAI_CLIENT_TIMEOUT=5, request_timeout=120)
     server = start_drum_server(make_code_dir(tmp_path / "code"), tmp_path / "drum.log", values,
                                args=["--logging-level", "info"])
     try:
