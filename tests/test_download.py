@@ -12,7 +12,7 @@ import pytest
 
 from nim_drum.artifacts.fetch import fetch
 from nim_drum.artifacts.sources import DownloadOptions
-from nim_drum.config.settings import Credential
+from nim_drum.config.runtime_params import Credential
 from nim_drum.errors import ArtifactError
 from nim_drum.redaction import redact
 

@@ -9,7 +9,8 @@ import typing
 import pytest
 import responses
 
-from nim_drum.config.settings import Settings, read_definitions
+from nim_drum.config.runtime_params import read_definitions
+from nim_drum.config.settings import Settings
 from nim_drum.engine_answers import is_transient
 
 from helpers import REPO

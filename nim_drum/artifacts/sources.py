@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import urllib3
 
-from nim_drum.config.settings import Credential
+from nim_drum.config.runtime_params import Credential
 from nim_drum.engine_answers import is_transient
 from nim_drum.errors import ArtifactError, ConfigError
 from nim_drum.redaction import redact, redacted_cause

@@ -7,8 +7,6 @@ applies those defaults only when it was given a values file (docs/drum.md), so w
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import re
 import types
@@ -18,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from nim_drum.config.layout import METADATA_FILE, RUNTIME_PARAM_PREFIX
+from nim_drum.config.layout import METADATA_FILE
+from nim_drum.config.runtime_params import Credential, api_token, credential, number_text, raw_value, read_definitions
 from nim_drum.config.values import (
     ADAPTER_NAME_HELP,
     adapter_name_problem,
@@ -45,17 +43,6 @@ CREDENTIAL_OBJECT_PARAMS = {"model_artifact_credential"}
 # String parameters whose whitespace is their value: a stop of "\n" is a newline, not "unset".
 WHITESPACE_KEPT = {"stop"}
 SECRET = Field(default=None, repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Credential:
-    """A DataRobot credential of any type (api_token, s3, basic); every field is a secret."""
-
-    kind: str
-    fields: tuple[tuple[str, str], ...] = dataclasses.field(repr=False)
-
-    def get(self, key: str) -> str | None:
-        return dict(self.fields).get(key)
 
 
 class Settings(BaseModel):
@@ -128,7 +115,7 @@ class Settings(BaseModel):
                 "environment's model-metadata.yaml."
             )
         values = {
-            field: _raw_value(name, definitions[name], environ)
+            field: raw_value(name, definitions[name], environ)
             for field, name in declared.items() if field in cls.model_fields
         }
         try:
@@ -146,9 +133,9 @@ class Settings(BaseModel):
         if raw is None:
             return None
         if kind == "credential":
-            return _credential(name, raw) if name in CREDENTIAL_OBJECT_PARAMS else _api_token(name, raw)
+            return credential(name, raw) if name in CREDENTIAL_OBJECT_PARAMS else api_token(name, raw)
         if kind == "numeric" and isinstance(raw, str):
-            return _number_text(raw)
+            return number_text(raw)
         return raw
 
     @field_validator("*", mode="after")
@@ -244,49 +231,9 @@ class Settings(BaseModel):
         return self
 
 
-def read_definitions(path: Path) -> dict[str, dict]:
-    metadata = read_yaml(path, f"{path} is missing; copy model-metadata.yaml next to custom.py.")
-    return {d["fieldName"]: d for d in metadata.get("runtimeParameterDefinitions") or []}
-
-
-def read_yaml(path: Path, when_missing: str, what: str = "") -> Any:
-    """A YAML file's content; a ConfigError saying `when_missing`, or where the YAML is wrong."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(when_missing) from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{what}{path} is not valid YAML: {err}") from err
-
-
-def _raw_value(name: str, definition: dict, environ: Mapping[str, str]) -> Any:
-    env_name = RUNTIME_PARAM_PREFIX + name
-    if env_name not in environ:
-        return definition.get("defaultValue")
-    try:
-        envelope = json.loads(environ[env_name])
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"Runtime parameter '{name}': {env_name} is not JSON; expected "
-            f'{{"type": "{definition["type"]}", "payload": ...}}.'
-        ) from err
-    if not isinstance(envelope, dict) or "payload" not in envelope:
-        raise ConfigError(f"Runtime parameter '{name}': {env_name} must be an object with a 'payload' key.")
-    return envelope["payload"]
-
-
 def _metadata_name(info: ValidationInfo) -> str:
     field = info.field_name or ""
     return info.context["names"].get(field, field) if info.context else field
-
-
-def _number_text(raw: str) -> Any:
-    """A numeric payload sent as text ("12", "12.0", "0.5"); a whole number stays whole for int fields."""
-    try:
-        value = float(raw)
-    except ValueError:
-        return raw  # pydantic rejects it, and _explained says what is allowed
-    return int(value) if value.is_integer() else value
 
 
 def _explained(err: pydantic.ValidationError, definitions: dict[str, dict], names: dict[str, str]) -> str:
@@ -313,24 +260,3 @@ def _allowed(model: type[BaseModel], field: str, definition: dict) -> str:
     return f"a {definition.get('type', 'string')} value"
 
 
-def _api_token(name: str, raw: Any) -> str:
-    # The value is a secret: messages describe its shape, never its content.
-    if isinstance(raw, dict) and isinstance(raw.get("apiToken"), str) and raw["apiToken"]:
-        return raw["apiToken"]
-    shape = f"an object with keys {sorted(raw)}" if isinstance(raw, dict) else type(raw).__name__
-    raise ConfigError(
-        f"Runtime parameter '{name}' is {shape}; expected an api_token credential: "
-        "{credentialType: api_token, apiToken: <key>}."
-    )
-
-
-def _credential(name: str, raw: Any) -> Credential:
-    if isinstance(raw, Credential):
-        return raw
-    if isinstance(raw, dict) and isinstance(raw.get("credentialType"), str):
-        fields = tuple(sorted((k, str(v)) for k, v in raw.items() if k != "credentialType" and v is not None))
-        return Credential(raw["credentialType"], fields)
-    raise ConfigError(
-        f"Runtime parameter '{name}' is {type(raw).__name__}; expected a credential object with a "
-        "'credentialType' key (api_token, basic or s3)."
-    )

@@ -21,7 +21,8 @@ from typing import Any
 
 from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.layout import METADATA_FILE, RUNTIME_PARAM_PREFIX
-from nim_drum.config.settings import Settings, read_definitions, read_yaml
+from nim_drum.config.runtime_params import read_definitions, read_yaml
+from nim_drum.config.settings import Settings
 from nim_drum.errors import ConfigError
 from nim_drum.serving.deadline import deadline_seconds
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from nim_drum.config.layout import METADATA_FILE
-from nim_drum.config.settings import read_definitions
+from nim_drum.config.runtime_params import read_definitions
 
 CODE_DIR = Path(__file__).resolve().parents[2]
 TABLE_BLOCK = re.compile(r"(<!-- parameters:start -->\n).*?(\n<!-- parameters:end -->)", re.S)
