@@ -338,9 +338,11 @@ def test_drums_nim_knobs_reach_drum_port_and_client_timeout(image, layout):
         assert_our_score_ran(predict(container))  # request_timeout (600 s), not the 1 s client timeout
         client = openai.OpenAI(base_url=f"{container.url}/v1", api_key="unused", max_retries=0, timeout=120)
         started = time.monotonic()
+        # ignore_eos (llama-server's own field, passed on by DRUM as extra_body) makes the answer take
+        # 2000 tokens on any machine: the model alone may stop inside 1 s, and then nothing times out.
         with pytest.raises(openai.APIStatusError):
             client.chat.completions.create(
-                model="datarobot-deployed-llm", max_tokens=2000,
+                model="datarobot-deployed-llm", max_tokens=2000, extra_body={"ignore_eos": True},
                 messages=[{"role": "user", "content": "Count from 1 to 1000, one number per line."}])
         assert time.monotonic() - started < 60, "DRUM's chat call outlived DRUM_OPENAI_CLIENT_TIMEOUT"
         assert container.stop() < 30
