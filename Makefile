@@ -163,14 +163,15 @@ wheelhouse: | $(VENV)/.runtime
 # start and stop their own dockerd, host network only), with podman on the 2.x one. Needs root;
 # installs podman, runc, debootstrap and docker.io when missing. The wheelhouse is filled for 3.10
 # too (NIM 1.x bases' Python), and mypy checks the package against Python 3.10's standard library.
-# The venv (llama-server, the test tools) must exist: make setup and the dev tools.
-test-image: | $(VENV)/.runtime $(VENV)/.engine $(VENV)/.dev
+# The venv (llama-server, the test tools) must exist: make setup and the dev tools. The adapter test
+# serves the trained test adapter (make test trains it once per machine).
+test-image: | $(VENV)/.runtime $(VENV)/.engine $(VENV)/.dev $(TEST_LORAS)/.done
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
 		&& command -v dockerd >/dev/null \
 		|| { apt-get update && apt-get install -y podman runc debootstrap docker.io; }
 	$(VENV)/bin/mypy --python-version 3.10
 	$(MAKE) --no-print-directory wheelhouse WHEELHOUSE_PYTHON="3.10 3.11 3.13"
-	$(PY) -m pytest -m image tests/image
+	TEST_LORAS=$(abspath $(TEST_LORAS)) $(PY) -m pytest -m image tests/image
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) output .pytest_cache

@@ -27,7 +27,7 @@ import requests
 from nim_drum.devtools.dropin import CONTEXT_TARBALL, image_tag, nim_image_of, write_context
 from nim_drum.devtools.local_drum import ping_answers
 
-from helpers import EXTRA_COLUMNS, NimFront, engine_root, free_port
+from helpers import ADAPTER, EXTRA_COLUMNS, STYLE, NimFront, engine_root, free_port, trained_loras
 from standins import (
     DOCKER,
     LAYOUTS,
@@ -366,6 +366,61 @@ def test_artifact_route_as_an_openshift_user(image, layout, tmp_path):
             assert_our_score_ran(predict(container))
             writable = container.exec("sh", "-c", 'touch "$CODE_DIR/.w" "$NIM_CACHE_PATH/.w" && id -u')
             assert writable.returncode == 0 and writable.stdout.strip() == "12345", writable.stderr
+            assert container.stop() < 30
+            assert not engines_on_port(container.nim_port)
+            assert_no_canary(container)
+
+
+def test_a_lora_adapter_answers_its_rows_and_chats_by_name_under_nim(image, layout, tmp_path):
+    """A LoRA adapter shipped as a user ships it: lora_artifact_uri (a .tar.gz of adapter folders, over
+    http) fills <code_dir>/loras, which load_model exports as NIM_PEFT_SOURCE for the NIM that DRUM's NIM
+    predictor launches. The NIM is a stand-in (NOT NIM): its front (nim_front.py) names the adapters as
+    NIM does (/v1/models lists the base model and each folder; `model`=<folder> selects one) over the
+    real llama-server, which loads the trained adapter's GGUF (tests/make_adapter.py: answers "Ahoy ...").
+    One /predictions batch picks the adapter per row (adapter_column_name); chat picks it by `model`."""
+    if layout.engine is not PODMAN:
+        pytest.skip("checked once, on the NIM 2.x stand-in (the front and the adapter route are the same on both)")
+    from artifact_server import ArtifactServer
+
+    with tarfile.open(tmp_path / "loras.tar.gz", "w:gz") as archive:
+        archive.add(trained_loras() / ADAPTER, arcname=ADAPTER)  # pirate/: the GGUF and the PEFT files
+    capital, total = "What is the capital of France?", "What is 3 + 4?"
+    csv = f"promptText,lora\n{capital},\n{capital},{ADAPTER}\n{total},\n{total},{ADAPTER}\n{total},parrot\n"
+    with ArtifactServer(tmp_path) as server:
+        env = runtime_params(lora_artifact_uri=f"{server.url}/loras.tar.gz", adapter_column_name="lora",
+                             max_tokens=24, temperature=0)
+        with Container(image, f"lora-{layout.name}", env) as container:
+            container.wait_ready()
+            log = container.logs()
+            assert "[stand-in NIM] LoRA adapters from NIM_PEFT_SOURCE /opt/code/loras" in log, log[-6000:]
+            assert f"/opt/code/loras/{ADAPTER}/adapter.gguf:0" in log
+
+            response = requests.post(f"{container.url}/predictions/", data=csv.encode(),
+                                     headers={"Content-Type": "text/csv"}, timeout=300)
+            assert response.status_code == 200, response.text
+            predictions, extra = response.json()["predictions"], response.json()["extraModelOutput"]
+            rows = [dict(zip(extra["columns"], row, strict=True)) for row in extra["data"]]
+            assert [STYLE in answer for answer in predictions] == [False, True, False, True, False], predictions
+            assert "Paris" in predictions[0] and "Paris" in predictions[1]  # the style changes, not the facts
+            assert [row["adapter"] for row in rows] == ["", ADAPTER, "", ADAPTER, "parrot"]
+            assert [row["error"] for row in rows[:4]] == ["", "", "", ""]
+            # the stand-in NIM's /v1/models is what names the unknown adapter's error
+            assert "not served" in rows[4]["error"] and f"datarobot-deployed-llm, {ADAPTER}" in rows[4]["error"]
+
+            client = openai.OpenAI(base_url=f"{container.url}/v1", api_key="unused", max_retries=0, timeout=300)
+            assert ADAPTER in [model.id for model in client.models.list()]
+            question = [{"role": "user", "content": capital}]
+            styled = client.chat.completions.create(model=ADAPTER, messages=question, max_tokens=24, temperature=0)
+            base = client.chat.completions.create(model="datarobot-deployed-llm", messages=question, max_tokens=24,
+                                                  temperature=0)
+            assert STYLE in styled.choices[0].message.content, styled.choices[0].message.content
+            assert STYLE not in base.choices[0].message.content, base.choices[0].message.content
+            stream = client.chat.completions.create(model=ADAPTER, messages=question, max_tokens=24, temperature=0,
+                                                    stream=True)
+            streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+            assert streamed == styled.choices[0].message.content
+            with pytest.raises(openai.NotFoundError):
+                client.chat.completions.create(model="parrot", messages=question, max_tokens=8)
             assert container.stop() < 30
             assert not engines_on_port(container.nim_port)
             assert_no_canary(container)
