@@ -10,7 +10,8 @@ output/image-cache/ so that reruns do not debootstrap again.
     NIM 2.x stand-in  Debian trixie (python3 3.13), nim-serve, NIM_MODEL_PATH, no NVIDIA entrypoint
     uv stand-in       the uv binary of PyPI's uv==0.13.8 wheel at /uv (the Dockerfile's UV_IMAGE)
 
-Both stand-ins serve NIM's /v1/health/live and /v1/health/ready (nim_front.py) in front of the engine.
+Both stand-ins serve NIM's /v1/health/live and /v1/health/ready (nim_front.py) in front of the engine,
+and NIM's adapter names: /v1/models lists each NIM_PEFT_SOURCE folder, `model`=<folder> selects it.
 Each ContainerEngine is one CLI: podman (chroot builds, runc) or Docker (a dockerd the tests start,
 the legacy builder), both on the host network only (docs/image.md).
 """

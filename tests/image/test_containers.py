@@ -377,7 +377,8 @@ def test_a_lora_adapter_answers_its_rows_and_chats_by_name_under_nim(image, layo
     predictor launches. The NIM is a stand-in (NOT NIM): its front (nim_front.py) names the adapters as
     NIM does (/v1/models lists the base model and each folder; `model`=<folder> selects one) over the
     real llama-server, which loads the trained adapter's GGUF (tests/make_adapter.py: answers "Ahoy ...").
-    One /predictions batch picks the adapter per row (adapter_column_name); chat picks it by `model`."""
+    One /predictions batch picks the adapter per row (adapter_column_name, our score); chat, which DRUM's
+    NIM predictor sends to NIM itself, picks it by `model`."""
     if layout.engine is not PODMAN:
         pytest.skip("checked once, on the NIM 2.x stand-in (the front and the adapter route are the same on both)")
     from artifact_server import ArtifactServer
@@ -419,8 +420,10 @@ def test_a_lora_adapter_answers_its_rows_and_chats_by_name_under_nim(image, layo
                                                     stream=True)
             streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
             assert streamed == styled.choices[0].message.content
-            with pytest.raises(openai.NotFoundError):
+            # DRUM's NIM predictor passes chat's `model` to NIM as it is, and NIM's 404 back as its own error
+            with pytest.raises(openai.APIStatusError) as unknown:
                 client.chat.completions.create(model="parrot", messages=question, max_tokens=8)
+            assert "The model `parrot` does not exist." in str(unknown.value)
             assert container.stop() < 30
             assert not engines_on_port(container.nim_port)
             assert_no_canary(container)
