@@ -6,7 +6,8 @@
 
 Everything in one pass hits the same engine with the same prompts (temperature 0):
 1. the limit: a direct client, streamed and not streamed, at rising concurrency until throughput
-   stops rising (two steps in a row gaining under 5%); the best of all runs is the limit;
+   stops rising (two steps in a row gaining under 5%); then the direct client at the best level over
+   ours' own rows, once before ours' batch runs and once after them: their mean is the limit;
 2. ours, batch: `drum score` and `drum server` /predictions with our score;
 3. DRUM built-in: DRUM's NIM predictor /predictions in sidecar mode, with no custom score;
 4. ours, serving: streamed chat through `drum server` at concurrency 1 and 8, and the latency
@@ -34,6 +35,7 @@ from loadgen import Run, client_for, make_prompts, measure, paired_added_latency
 from machine import REPO, CoreSplit, cpu_seconds, engine_pid, header, local_engine
 
 CHAT_LEVELS = (1, 8)
+LIMIT_RUN = "limit: direct, ours' rows"
 WARM_UP_REQUESTS = 4  # a fresh engine's first requests are slow; not measured
 
 
@@ -54,6 +56,13 @@ class Phase:
     fixed: list[Run] = field(default_factory=list)
     csv_bytes: bytes = b""
     warm: Run | None = None  # ours again on the same server, from the level it learned
+    limit_runs: list[Run] = field(default_factory=list)  # direct at the sweep's best level, ours' rows
+
+    def batches(self) -> dict[str, Run]:
+        """Ours' batch runs in the order they ran: limit_runs[i] and limit_runs[i + 1] bracket the i-th."""
+        return {"ours": self.ours, **({"ours-warm": self.warm} if self.warm else {}),
+                **({"ours-4-chunks": self.four_chunks} if self.four_chunks else {}),
+                **{f"fixed-{run.concurrency}": run for run in self.fixed}}
 
 
 def cpu_probe(engine: int | None, drum: int | None = None):
@@ -71,9 +80,20 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
     streamed, flat_streamed = sweep("direct, streamed", client, model, levels, args.sweep_requests,
                                     args.max_tokens, stream=True, must_include=CHAT_LEVELS,
                                     cpu_probe=cpu_probe(engine))
+    # Short runs at low levels swing on shared cores: go at least as far as the streamed sweep's peak.
+    streamed_peak = max(streamed, key=lambda run: run.output_token_throughput).concurrency
     not_streamed, flat_plain = sweep("direct, not streamed", client, model, levels, args.sweep_requests,
-                                     args.max_tokens, stream=False, must_include=(1,), cpu_probe=cpu_probe(engine))
+                                     args.max_tokens, stream=False,
+                                     must_include=(1, *(level for level in levels if level <= streamed_peak)),
+                                     cpu_probe=cpu_probe(engine))
     prompts = make_prompts(args.prompts)
+    best_level = max(streamed + not_streamed, key=lambda run: run.output_token_throughput).concurrency
+    limit_runs: list[Run] = []
+
+    def measure_limit() -> None:
+        limit_runs.append(limit_run(client, model, prompts, best_level, args.max_tokens, engine))
+
+    measure_limit()
     csv_path = work / "prompts.csv"
     pd.DataFrame({"promptText": prompts}).to_csv(csv_path, index=False)
     tokens_of = drum_runs.engine_tokens_counter(base_url.removesuffix("/v1"))
@@ -87,18 +107,21 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
         ours.concurrency = args.max_concurrency or throughput.learned_concurrency(server.log_path) or 0
         print(f"  {'ours: /predictions':<28} concurrency {ours.concurrency:>4}: "
               f"{ours.output_token_throughput:8.1f} output tok/s", flush=True)
+        measure_limit()
         if mode == "shared":
             warm = drum_runs.predictions_run("ours: /predictions, warm", server.url, csv_bytes, len(prompts),
                                              0, tokens_of, cpu_probe(engine, server.process.pid))
             warm.concurrency = throughput.learned_concurrency(server.log_path) or 0
             print(f"  {warm.name:<28} concurrency {warm.concurrency:>4}: "
                   f"{warm.output_token_throughput:8.1f} output tok/s", flush=True)
+            measure_limit()
             four_chunks = throughput.chunks_run(f"ours: {throughput.CHUNKS} chunks at once", server.url, csv_bytes,
                                                 len(prompts), throughput.CHUNKS, tokens_of,
                                                 cpu_probe(engine, server.process.pid))
             four_chunks.concurrency = throughput.learned_concurrency(server.log_path) or 0
             print(f"  {four_chunks.name:<28} concurrency {four_chunks.concurrency:>4}: "
                   f"{four_chunks.output_token_throughput:8.1f} output tok/s", flush=True)
+            measure_limit()
         drum_client = client_for(f"{server.url}/v1")
         measure("warm-up", drum_client, model, make_prompts(WARM_UP_REQUESTS), 2, args.max_tokens, stream=True)
         chat = [measure("chat via DRUM, streamed", drum_client, model,
@@ -106,13 +129,24 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
                         cpu_probe=cpu_probe(engine, server.process.pid))
                 for level in CHAT_LEVELS]
         added = paired_added_latency(base_url, f"{server.url}/v1", model, args.latency_pairs, args.latency_max_tokens)
-    fixed = (throughput.fixed_runs(work, values, csv_bytes, len(prompts), tokens_of, lambda drum: cpu_probe(engine, drum))
+    fixed = (throughput.fixed_runs(work, values, csv_bytes, len(prompts), tokens_of,
+                                   lambda drum: cpu_probe(engine, drum), after_each=measure_limit)
              if mode == "shared" and args.max_concurrency is None else [])
     builtin = drum_runs.drum_builtin_run(work, base_url.removesuffix("/v1"), csv_bytes, len(prompts),
                                          args.max_tokens, tokens_of,
                                          lambda drum: cpu_probe(engine, drum))
     return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score,
-                 four_chunks, fixed, csv_bytes, warm if mode == "shared" else None)
+                 four_chunks, fixed, csv_bytes, warm if mode == "shared" else None, limit_runs)
+
+
+def limit_run(client, model: str, prompts: list[str], level: int, max_tokens: int, engine: int | None) -> Run:
+    """The direct client at the sweep's best level over ours' own rows: the same work and the same batch tail
+    as ours, so the ratio compares like with like. Run before and after each of ours' batch runs: on shared
+    cores the same run drifts by a third over the bench (158 to 211 tok/s on 2026-12-02), so each of ours'
+    runs is set against the two that bracket it."""
+    run = measure(LIMIT_RUN, client, model, prompts, level, max_tokens, stream=False, cpu_probe=cpu_probe(engine))
+    print(f"  {LIMIT_RUN:<28} concurrency {level:>4}: {run.output_token_throughput:8.1f} output tok/s", flush=True)
+    return run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -123,7 +157,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=256,
                         help="rows for the batch runs (enough for the adaptive limit's cold start to count)")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--concurrency", default="1,2,4,8,16,32,64,128",
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32,64,128,256",
                         help="levels for the direct client sweep (past the engine's slots: a queue keeps them busy)")
     parser.add_argument("--sweep-requests", type=int, default=16,
                         help="requests per sweep level (at least twice the level)")

@@ -65,8 +65,9 @@ def chunks_run(name: str, url: str, csv_bytes: bytes, rows: int, chunks: int, to
     return run
 
 
-def fixed_runs(work: Path, values: dict, csv_bytes: bytes, rows: int, tokens_of, cpu_probe_for) -> list[Run]:
-    """/predictions with the limit fixed (adaptive_concurrency false) at each of FIXED_LIMITS."""
+def fixed_runs(work: Path, values: dict, csv_bytes: bytes, rows: int, tokens_of, cpu_probe_for,
+               after_each=lambda: None) -> list[Run]:
+    """/predictions with the limit fixed (adaptive_concurrency false) at each of FIXED_LIMITS; after_each after each."""
     runs = []
     for limit in FIXED_LIMITS:
         fixed = {**values, "adaptive_concurrency": False, "max_concurrency": limit}
@@ -76,6 +77,7 @@ def fixed_runs(work: Path, values: dict, csv_bytes: bytes, rows: int, tokens_of,
                                             cpu_probe_for(server.process.pid))
         print(f"  {run.name:<28} concurrency {limit:>4}: {run.output_token_throughput:8.1f} output tok/s", flush=True)
         runs.append(run)
+        after_each()
     return runs
 
 

@@ -14,9 +14,11 @@ from simulation import H100_LLAMA_8B, H100X2_LLAMA_70B, simulate, throughput_at
 @pytest.mark.parametrize("curve, tokens", [(H100_LLAMA_8B, 256), (H100X2_LLAMA_70B, 500)])
 @pytest.mark.parametrize("chunks", [1, 4])
 def test_a_cold_start_reaches_and_holds_the_knee(curve, tokens, chunks):
-    outcome = simulate(curve, AdaptiveLimit(ceiling=256), rows=8000, chunks=chunks, tokens_per_row=tokens)
-    assert outcome.share_of_plateau >= 0.9
-    assert outcome.rows_to_90 is not None and outcome.rows_to_90 < 1000
+    outcome = simulate(curve, AdaptiveLimit(ceiling=256), rows=20_000, chunks=chunks, tokens_per_row=tokens)
+    # Counting completions per second swings with the waves they finish in; Little's law does not, so
+    # the climb and the probes decide on the curve, not on noise (counting them took 0.936 of the 8B plateau on 4 chunks).
+    assert outcome.share_of_plateau >= 0.95
+    assert outcome.rows_to_90 is not None and outcome.rows_to_90 < 500
     assert throughput_at(curve, outcome.final_limit) >= 0.9 * max(t for _, t in curve)
 
 

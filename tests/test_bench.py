@@ -41,7 +41,10 @@ def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp
                 "chat via DRUM, streamed"} <= names
         assert all(run["output_token_throughput"] > 0 for run in phase["runs"])
         assert phase["added_latency"]["pairs"] == 10
-        assert phase["ratios"]["limit"]["mode"] in ("direct, streamed", "direct, not streamed")
+        assert phase["ratios"]["limit"]["mode"] == "limit: direct, ours' rows"  # the same rows as ours
+        limit_runs = sum(run["name"] == "limit: direct, ours' rows" for run in phase["runs"])
+        assert limit_runs == sum(run["name"].startswith("ours: ") and run["name"] != "ours: drum score"
+                                 for run in phase["runs"]) + 1  # one before each of ours' batch runs, one after
     assert (out / "bench.png").stat().st_size > 10_000
     shared = {run["name"] for run in report["phases"]["shared"]["runs"]}
     assert {"ours: /predictions, warm", "ours: 4 chunks at once", "ours: fixed 16", "ours: fixed 200"} <= shared

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from nim_drum.serving.adaptive import AdaptiveLimit
+from nim_drum.serving.adaptive import DEFAULT_INITIAL, AdaptiveLimit
 from nim_drum.serving.limiter import EngineLimiter
 
 
@@ -73,11 +73,11 @@ def test_a_restarted_process_starts_from_the_level_it_learned(tmp_path, monkeypa
     monkeypatch.setattr(engine_limits, "_limiters", {})
     settings = load_settings()
     first = engine_limits.limiter_for("http://engine:8000/v1", "m", settings)
-    assert first.limit == 32  # nothing learned yet: the start level
+    assert first.limit == DEFAULT_INITIAL  # nothing learned yet: the start level
     first.on_change(96)  # what the limiter reports when the controller moves
     monkeypatch.setattr(engine_limits, "_limiters", {})  # a new process
     assert engine_limits.limiter_for("http://engine:8000/v1", "m", settings).limit == 96
-    assert engine_limits.limiter_for("http://other:8000/v1", "m", settings).limit == 32
+    assert engine_limits.limiter_for("http://other:8000/v1", "m", settings).limit == DEFAULT_INITIAL
 
 
 def test_the_engines_own_queue_is_read_from_each_engines_metrics():

@@ -6,10 +6,14 @@ growing (NVIDIA's NIM 1.8 table for Llama-3.1-8B on an H100: 214 tok/s at 1 in f
 100, 13,348 at 200, 12,965 at 250; docs/throughput.md). The knee moves with the model, the GPU
 and the prompt lengths, so no fixed number is right. This controller climbs to it and holds there.
 
-Throughput is measured per level as output tokens per second of completed requests, from the moment
-the level has settled (a request started at it has finished), over at least `limit` completions,
-and only while there was more work than the limit (a batch's tail says nothing about the engine).
-- Climb: double from the start level (32) while each doubling gains at least EFFICIENCY of what a linear
+Throughput is measured per level from the requests completed at it, by Little's law: `limit` requests
+in flight, each taking the mean latency for the mean output tokens, give limit x tokens / latency
+tokens/s. Completions come in waves (requests sent together finish together), so counting them over
+a short window swings by 10% and more; each request's own latency does not. A window starts once
+the level has settled (a request started at it has finished), takes at least `limit` completions
+(half while climbing), and counts only while there was more work than the limit (a batch's tail
+says nothing about the engine).
+- Climb: double from the start level (128) while each doubling gains at least EFFICIENCY of what a linear
   gain would be; at the first that does not, go back to the level before and hold.
 - Hold: every PROBE_EVERY windows probe once, in turn a step up (kept when it gains EFFICIENCY of
   linear) and a step down (kept when it loses less than EFFICIENCY of linear: the same throughput
@@ -35,8 +39,10 @@ BACKOFF = 0.7
 PROBE_EVERY = 6  # windows held between probes
 MIN_WINDOW = 8  # completions in the smallest window
 QUEUE_ALLOWANCE = 2  # in flight, at most this many times what the engine reports it runs
-# Twice the old fixed default: nothing an engine that batches cannot take, one doubling less to its knee.
-DEFAULT_INITIAL = 32
+# Too many in flight costs latency, too few costs throughput, which is what a batch is for: NVIDIA's
+# H100 curve gives 95% of its peak at 128 (docs/throughput.md), and an engine whose batch is smaller
+# queues the rest, which its queue report then trims (engine_queue). One doubling from the ceiling.
+DEFAULT_INITIAL = 128
 
 
 @dataclass
@@ -47,14 +53,19 @@ class Window:
     settled_at: float | None = None
     completions: int = 0
     tokens: int = 0
-    last_finish: float = 0.0
+    seconds_in_flight: float = 0.0  # the completions' latencies, summed
 
     def restart(self, now: float) -> None:
-        self.settled_at, self.completions, self.tokens, self.last_finish = now, 0, 0, now
+        self.settled_at, self.completions, self.tokens, self.seconds_in_flight = now, 0, 0, 0.0
 
-    def throughput(self) -> float:
-        seconds = self.last_finish - (self.settled_at or self.last_finish)
-        return self.tokens / seconds if seconds > 0 else 0.0
+    def add(self, tokens: int, latency: float) -> None:
+        self.completions += 1
+        self.tokens += tokens
+        self.seconds_in_flight += latency
+
+    def throughput(self, in_flight: int) -> float:
+        """Little's law: `in_flight` requests, each taking the mean latency for the mean tokens."""
+        return in_flight * self.tokens / self.seconds_in_flight if self.seconds_in_flight > 0 else 0.0
 
 
 @dataclass
@@ -95,13 +106,11 @@ class AdaptiveLimit:
         if not saturated:
             window.restart(now)
             return
-        window.completions += 1
-        window.tokens += tokens
-        window.last_finish = now
+        window.add(tokens, now - started)
         # While climbing, half a level's worth of completions tells a doubling that pays from one that does not.
         needed = self.limit // 2 if self.phase == "climb" else self.limit
         if window.completions >= max(MIN_WINDOW, needed):
-            self._decide(window.throughput(), now)
+            self._decide(window.throughput(self.limit), now)
 
     def engine_queue(self, queued: int, in_flight: int, now: float) -> None:
         """The engine reports `queued` of our `in_flight` requests waiting beyond its own batch.
