@@ -7,7 +7,8 @@
 Everything in one pass hits the same engine with the same prompts (temperature 0):
 1. the limit: a direct client, streamed and not streamed, at rising concurrency until throughput
    stops rising (two steps in a row gaining under 5%); then the direct client at the highest level
-   within 10% of the best, over ours' own rows, once before ours' batch runs and once after them: their mean is the limit;
+   within 10% of the best, over ours' own rows, before each of ours' batch runs and after the last:
+   each of ours' runs is set against the two limit runs that bracket it;
 2. ours, batch: `drum score` and `drum server` /predictions with our score;
 3. DRUM built-in: DRUM's NIM predictor /predictions in sidecar mode, with no custom score;
 4. ours, serving: streamed chat through `drum server` at concurrency 1 and 8, and the latency

@@ -110,9 +110,10 @@ def finish(facts: dict, phases: list, out: Path) -> None:
 
 def all_runs(phase) -> list:
     """Every run in the order it ran: each of ours' batch runs between the two limit runs that bracket it."""
-    interleaved = [run for pair in zip(phase.limit_runs, phase.batches().values(), strict=False) for run in pair]
+    batches = list(phase.batches().values())
+    interleaved = [run for pair in zip(phase.limit_runs, batches, strict=False) for run in pair]
     return [*phase.streamed, *phase.not_streamed, *([phase.drum_score] if phase.drum_score else []),
-            *interleaved, *phase.limit_runs[len(phase.batches()):], phase.builtin, *phase.chat]
+            *interleaved, *phase.limit_runs[len(batches):], phase.builtin, *phase.chat]
 
 
 def print_table(runs: list) -> None:
