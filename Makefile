@@ -34,8 +34,10 @@ score: setup
 	$(PY) -m nim_drum.devtools.batch $(PROMPTS) $(PREDICTIONS)
 
 # The adapter tests need the trained adapter, which vLLM's virtualenv (torch, peft) makes once.
+# pytest-xdist runs a worker per CPU (at most 4: each starts its own engines), a test file per worker
+# so that a module's DRUM server starts once; each worker keeps to its own CPUs (tests/conftest.py).
 test: setup $(VENV)/.dev lint $(TEST_LORAS)/.done
-	TEST_LORAS=$(abspath $(TEST_LORAS)) $(PY) -m pytest
+	TEST_LORAS=$(abspath $(TEST_LORAS)) $(PY) -m pytest --numprocesses=auto --maxprocesses=4 --dist=loadfile
 
 # The layer contracts (pyproject.toml [tool.importlinter]), ruff and mypy.
 lint: $(VENV)/.dev

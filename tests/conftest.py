@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,18 @@ from nim_drum.config.settings import Settings
 from nim_drum.engines.embedded import start_embedded, stop_embedded
 
 from helpers import CANARIES, REPO, engine_root, engine_state_dirs, make_code_dir, start_drum_server
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker and the engines it starts keep to their own share of the CPUs.
+
+    Two llama-servers whose threads share every core stall each other; the embedded engine sizes
+    --threads from this affinity (engines/embedded.py, usable_cpus).
+    """
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw")) % count::count] or cpus)
 
 
 @pytest.fixture(scope="session", autouse=True)

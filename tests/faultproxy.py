@@ -94,11 +94,16 @@ def _handler(proxy: FaultProxy):
             chat = "/chat/completions" in self.path
             fault = proxy.take_fault(text) if chat else None
             proxy.attempts.append(Attempt(time.monotonic(), text, fault.kind if fault else None))
-            proxy.count_in(chat)
+            self.counted = int(chat)
+            proxy.count_in(self.counted)
             try:
                 self._answer(body, fault)
             finally:
-                proxy.count_in(-chat)
+                self.count_out()
+
+        def count_out(self):
+            proxy.count_in(-self.counted)
+            self.counted = 0
 
         def _answer(self, body: bytes, fault: Fault | None):
             kind = fault.kind if fault else None
@@ -136,6 +141,10 @@ def _handler(proxy: FaultProxy):
             self.end_headers()  # HTTP/1.0: the body ends when the connection closes
             events = 0
             for line in upstream.iter_lines():
+                if line == b"data: [DONE]":
+                    # A streaming client is done at [DONE] and may send its next request before
+                    # this connection closes: the request is no longer in flight.
+                    self.count_out()
                 self.wfile.write(line + b"\n")
                 self.wfile.flush()
                 events += line.startswith(b"data:")

@@ -10,7 +10,17 @@ import requests
 
 from nim_drum.devtools.local_drum import run_drum_score
 
-from helpers import EXTRA_COLUMNS, REPO, BusySlotMonitor, NimFront, engine_root, free_port, runtime_env
+from helpers import (
+    EXTRA_COLUMNS,
+    REPO,
+    BusySlotMonitor,
+    NimFront,
+    engine_root,
+    free_port,
+    make_code_dir,
+    runtime_env,
+    start_drum_server,
+)
 
 PROMPTS = REPO / "examples" / "prompts.csv"
 FRANCE = [
@@ -38,12 +48,19 @@ def test_drum_score_end_to_end_on_the_examples(code_dir, tmp_path):
     assert (predictions["error"] == "").all() and (predictions["completion_tokens"] > 0).all()
 
 
-@pytest.fixture
-def local_server(code_dir, drum_server):
-    port = free_port()
-    server = drum_server(code_dir, values={"engine_port": port})
-    server.engine_url = f"http://127.0.0.1:{port}"
+def with_engine_url(server, engine_port: int):
+    """The server, with the URL of its embedded engine, so a test can probe the engine itself."""
+    server.engine_url = f"http://127.0.0.1:{engine_port}"
     return server
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory):
+    """One server for the tests that only send it requests: each start-up takes about 7 s."""
+    directory, port = tmp_path_factory.mktemp("drum-server"), free_port()
+    server = start_drum_server(make_code_dir(directory / "code"), directory / "drum.log", {"engine_port": port})
+    yield with_engine_url(server, port)
+    server.stop()
 
 
 def test_server_predictions_with_csv(local_server):
@@ -108,13 +125,15 @@ def test_client_errors_are_4xx_with_a_clear_message(local_server):
     assert model.status_code == 404 and "gpt-9" in model.text
 
 
-def test_stopping_drum_server_stops_its_engine(local_server):
-    assert requests.get(f"{local_server.engine_url}/health", timeout=5).status_code == 200
-    local_server.stop()
+def test_stopping_drum_server_stops_its_engine(code_dir, drum_server):
+    port = free_port()
+    server = with_engine_url(drum_server(code_dir, values={"engine_port": port}), port)
+    assert requests.get(f"{server.engine_url}/health", timeout=5).status_code == 200
+    server.stop()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            requests.get(f"{local_server.engine_url}/health", timeout=1)
+            requests.get(f"{server.engine_url}/health", timeout=1)
         except requests.ConnectionError:
             return
         time.sleep(0.2)
