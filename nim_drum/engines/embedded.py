@@ -6,12 +6,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.layout import MODEL_REPO
 from nim_drum.config.settings import Settings
 from nim_drum.engines.adapters import gguf_adapters
 from nim_drum.engines.handle import EngineHandle
-from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
+from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, start_local, stop_shared
 from nim_drum.errors import EngineError
 
 KIND = "embedded"
@@ -26,12 +25,8 @@ DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def start_embedded(
     settings: Settings, code_dir: str | os.PathLike, owner: int | None = None, peft_source: Path | None = None
 ) -> EngineHandle:
-    """Return the code directory's running llama-server, starting it if there is none.
-
-    It serves the GGUF adapters in peft_source (default: NIM_PEFT_SOURCE, or <code_dir>/loras).
-    """
-    peft = peft_source or DrumRun.detect().peft_source(code_dir)
-    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir), peft), owner)
+    """Return the code directory's running llama-server, starting it if there is none (launcher.start_local)."""
+    return start_local(KIND, _launch, START_TIMEOUT_SECONDS, settings, code_dir, owner, peft_source)
 
 
 def stop_embedded(code_dir: str | os.PathLike) -> None:

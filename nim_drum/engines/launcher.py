@@ -27,6 +27,8 @@ from pathlib import Path
 import requests
 from filelock import FileLock
 
+from nim_drum.config.drum_run import DrumRun
+from nim_drum.config.settings import Settings
 from nim_drum.engines.handle import EngineHandle
 from nim_drum.errors import EngineError
 from nim_drum.processes import process_alive, stop_process
@@ -72,6 +74,18 @@ def shared_engine(
             log.info("Engine: sharing the running %s engine at %s", kind, handle.base_url)
             return handle
         return _launch(plan(), Path(code_dir), state_dir, owner or os.getpid())
+
+
+def start_local(
+    kind: str, launch: Callable[[Settings, Path, Path], EngineLaunch], start_timeout: float, settings: Settings,
+    code_dir: str | os.PathLike, owner: int | None = None, peft_source: Path | None = None,
+) -> EngineHandle:
+    """shared_engine for an engine of this kind that `launch(settings, code_dir, peft_source)` plans.
+
+    The engine serves the adapters in peft_source (default: NIM_PEFT_SOURCE, or <code_dir>/loras).
+    """
+    peft = peft_source or DrumRun.detect().peft_source(code_dir)
+    return shared_engine(code_dir, kind, start_timeout, lambda: launch(settings, Path(code_dir), peft), owner)
 
 
 def stop_shared(code_dir: str | os.PathLike, kind: str) -> None:

