@@ -42,6 +42,20 @@ def no_secret_leaks(tmp_path_factory):
     assert not leaks, f"secrets leaked: {leaks}"
 
 
+@pytest.fixture(autouse=True)
+def environment_kept():
+    """Each test leaves os.environ as it found it, whatever order pytest-xdist runs the files in.
+
+    place_artifacts sets NIM_PEFT_SOURCE for DRUM's NIM process (hooks.py); monkeypatch.delenv of an
+    unset variable does not undo that, and the next file's engine would look for adapters there.
+    """
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def code_dir(tmp_path) -> Path:
     directory = make_code_dir(tmp_path / "code")

@@ -139,11 +139,10 @@ class Front(BaseHTTPRequestHandler):
 
     def list_models(self, bases: list[str], adapters: list[str]) -> None:
         """NIM's /v1/models (OpenAI list objects): the base model, then each adapter, its parent the base."""
-        created = int(time.time())
+        created, base = int(time.time()), bases[0] if bases else None
+        served = [(name, None) for name in bases] + [(name, base) for name in adapters]
         data = [{"id": name, "object": "model", "created": created, "owned_by": "system", "root": name,
-                 "parent": None} for name in bases]
-        data += [{"id": name, "object": "model", "created": created, "owned_by": "system", "root": name,
-                  "parent": bases[0] if bases else None} for name in adapters]
+                 "parent": parent} for name, parent in served]
         self.answer_json(200, {"object": "list", "data": data})
 
     def read_body(self) -> bytes | None:
