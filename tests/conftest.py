@@ -22,7 +22,7 @@ def pytest_configure(config):
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if worker:
         cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw")) % count::count] or cpus)
+        os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw"))::count] or cpus)
 
 
 @pytest.fixture(scope="session", autouse=True)

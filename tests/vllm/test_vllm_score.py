@@ -64,8 +64,8 @@ def test_temperature_zero_is_greedy_and_reproducible(engine):
 
 def test_a_seed_makes_sampling_reproducible(engine):
     # vLLM seeds each request's sampler: the same seed repeats a sampled answer, another seed does not.
-    # One row at a time: rows batched together change the numerics, and at temperature 1.5 the sample
-    # (vLLM guarantees reproducibility only with batch invariance, docs/engines.md).
+    # One row at a time: rows batched together change the numerics, and so at temperature 1.5 the
+    # sample (vLLM guarantees reproducibility only with batch invariance, docs/engines.md).
     seeded = [score(engine, STORY[:1], max_tokens=24, temperature=1.5, seed=seed)[TARGET].tolist() for seed in (7, 7, 8)]
     assert seeded[0] == seeded[1]
     assert seeded[0] != seeded[2]
