@@ -57,8 +57,10 @@ def test_requests_overlap_at_the_engine(engine):
 
 
 def test_temperature_zero_is_greedy_and_reproducible(engine):
-    first = score(engine, STORY, max_tokens=24, temperature=0)
-    again = score(engine, STORY, max_tokens=24, temperature=0)
+    # One request in flight at a time: even greedy decoding changed once when the three rows shared a
+    # batch (CI, stop 23), for the same reason as the seed test below (docs/engines.md).
+    first = score(engine, STORY, max_tokens=24, temperature=0, max_concurrency=1)
+    again = score(engine, STORY, max_tokens=24, temperature=0, max_concurrency=1)
     assert first[TARGET].tolist() == again[TARGET].tolist()
 
 
