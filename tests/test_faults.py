@@ -126,11 +126,13 @@ def test_an_engine_5xx_in_chat_is_retried_and_a_lasting_one_reaches_drum_as_an_e
     # CustomHTTPError, so DRUM answers it with a 500 (docs/drum.md).
     settings = settings_for(f"{proxy.url}/v1", max_retries=2)
     handle = connect_external(settings)
-    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx once)"}]}
+    # A chat request keeps its own max_tokens (the runtime parameter is for batch rows); without one,
+    # a sampled answer once ran past request_timeout in CI.
+    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx once)"}], "max_tokens": 8}
     proxy.inject("502", times=1, match="chat 5xx once")
     assert chat(request, hooks.client_for(handle, settings), handle.model).choices[0].message.content
     assert [a.fault for a in proxy.attempts_matching("chat 5xx once")][:2] == ["502", None]
-    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx always)"}]}
+    request = {"messages": [{"role": "user", "content": "Say hi. (chat 5xx always)"}], "max_tokens": 8}
     proxy.inject("503", times=10, match="chat 5xx always")
     with pytest.raises(openai.InternalServerError):
         chat(request, hooks.client_for(handle, settings), handle.model)
