@@ -37,6 +37,9 @@ from machine import REPO, CoreSplit, cpu_seconds, engine_pid, header, local_engi
 
 CHAT_LEVELS = (1, 8)
 LIMIT_RUN = "limit: direct, ours' rows"
+# After the batch runs llama-server streamed 8 requests at 95 tok/s against 150 to 190 before them (2026-12-03):
+# chat through DRUM is set against the direct client just before it, not against the sweep.
+CHAT_DIRECT_RUN = "direct, streamed, before chat"
 PLATEAU_BAND = 0.1  # twice a sweep step's noise floor (loadgen.PLATEAU_GAIN)
 WARM_UP_REQUESTS = 4  # a fresh engine's first requests are slow; not measured
 
@@ -59,6 +62,7 @@ class Phase:
     csv_bytes: bytes = b""
     warm: Run | None = None  # ours again on the same server, from the level it learned
     limit_runs: list[Run] = field(default_factory=list)  # direct at the top of the sweep's plateau, ours' rows
+    chat_direct: list[Run] = field(default_factory=list)  # direct, streamed, just before each of `chat`
 
     def batches(self) -> dict[str, Run]:
         """Ours' batch runs in the order they ran: limit_runs[i] and limit_runs[i + 1] bracket the i-th."""
@@ -126,10 +130,13 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
             measure_limit()
         drum_client = client_for(f"{server.url}/v1")
         measure("warm-up", drum_client, model, make_prompts(WARM_UP_REQUESTS), 2, args.max_tokens, stream=True)
-        chat = [measure("chat via DRUM, streamed", drum_client, model,
-                        make_prompts(requests_at(level, args.sweep_requests)), level, args.max_tokens, stream=True,
-                        cpu_probe=cpu_probe(engine, server.process.pid))
-                for level in CHAT_LEVELS]
+        chat, chat_direct = [], []
+        for level in CHAT_LEVELS:
+            chat_prompts = make_prompts(requests_at(level, args.sweep_requests))
+            chat_direct.append(measure(CHAT_DIRECT_RUN, client, model, chat_prompts, level, args.max_tokens,
+                                       stream=True, cpu_probe=cpu_probe(engine)))
+            chat.append(measure("chat via DRUM, streamed", drum_client, model, chat_prompts, level, args.max_tokens,
+                                stream=True, cpu_probe=cpu_probe(engine, server.process.pid)))
         added = paired_added_latency(base_url, f"{server.url}/v1", model, args.latency_pairs, args.latency_max_tokens)
     fixed = (throughput.fixed_runs(work, values, csv_bytes, len(prompts), tokens_of,
                                    lambda drum: cpu_probe(engine, drum), after_each=measure_limit)
@@ -138,7 +145,7 @@ def run_phase(mode: str, base_url: str, model: str, args, work: Path, engine: in
                                          args.max_tokens, tokens_of,
                                          lambda drum: cpu_probe(engine, drum))
     return Phase(mode, streamed, not_streamed, flat_streamed or flat_plain, ours, builtin, chat, added, score,
-                 four_chunks, fixed, csv_bytes, warm if mode == "shared" else None, limit_runs)
+                 four_chunks, fixed, csv_bytes, warm if mode == "shared" else None, limit_runs, chat_direct)
 
 
 def top_of_plateau(runs: list[Run]) -> int:

@@ -35,7 +35,7 @@ def ratios(phase) -> dict:
     best = max(direct, key=lambda run: run.output_token_throughput)
     limit = combined(phase.limit_runs) or best
     one_at_a_time = next(r for r in phase.not_streamed if r.concurrency == 1)
-    streamed_at = {r.concurrency: r for r in phase.streamed}
+    direct_before_chat = {r.concurrency: r for r in phase.chat_direct}
     ceiling = limit.output_token_throughput / one_at_a_time.output_token_throughput
     ours_builtin = phase.ours.output_token_throughput / phase.builtin.output_token_throughput
     return {
@@ -46,8 +46,8 @@ def ratios(phase) -> dict:
         "ceiling": ceiling,
         "ours/drum-builtin": ours_builtin,
         "captured": ours_builtin / ceiling,
-        **{f"chat-drum/direct@{c.concurrency}": c.output_token_throughput / streamed_at[c.concurrency].output_token_throughput
-           for c in phase.chat},
+        **{f"chat-drum/direct@{c.concurrency}":
+           c.output_token_throughput / direct_before_chat[c.concurrency].output_token_throughput for c in phase.chat},
         "added latency p50 ms": phase.added_latency["p50_ms"],
         "added latency p99 ms": phase.added_latency["p99_ms"],
         **throughput_ratios(phase, limit),
@@ -113,7 +113,8 @@ def all_runs(phase) -> list:
     batches = list(phase.batches().values())
     interleaved = [run for pair in zip(phase.limit_runs, batches, strict=False) for run in pair]
     return [*phase.streamed, *phase.not_streamed, *([phase.drum_score] if phase.drum_score else []),
-            *interleaved, *phase.limit_runs[len(batches):], phase.builtin, *phase.chat]
+            *interleaved, *phase.limit_runs[len(batches):], phase.builtin,
+            *[run for pair in zip(phase.chat_direct, phase.chat, strict=True) for run in pair]]
 
 
 def print_table(runs: list) -> None:

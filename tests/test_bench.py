@@ -38,7 +38,7 @@ def test_the_benchmark_runs_both_core_layouts_and_ends_with_the_script_lines(tmp
     for phase in report["phases"].values():
         names = {run["name"] for run in phase["runs"]}
         assert {"direct, streamed", "direct, not streamed", "ours: /predictions", "DRUM built-in: /predictions",
-                "chat via DRUM, streamed"} <= names
+                "chat via DRUM, streamed", "direct, streamed, before chat"} <= names
         assert all(run["output_token_throughput"] > 0 for run in phase["runs"])
         assert phase["added_latency"]["pairs"] == 10
         assert phase["ratios"]["limit"]["mode"] == "limit: direct, ours' rows"  # the same rows as ours
