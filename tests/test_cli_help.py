@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from nim_drum.devtools import deploy
+from nim_drum.devtools.dropin import CONTEXT_TARBALL, DEFAULT_OUTPUT, IMAGE_TARBALL
+
 from helpers import REPO
 
 TOOLS = [
@@ -41,3 +44,14 @@ def test_deploy_step_help_shows_the_defaults(tmp_path):
     text = " ".join(result.stdout.split())
     assert "(default: https://app.datarobot.com/api/v2)" in text and "nim-drum-image.tar.gz)" in text
     assert "(default: 3600)" in text
+
+
+def test_deploy_help_keeps_each_default_path_on_one_line_at_any_terminal_width(monkeypatch, capsys):
+    # argparse broke ".../nim-drum-image.tar.gz" at its hyphens, where the checkout's path length put it
+    paths = [str(DEFAULT_OUTPUT / CONTEXT_TARBALL), str(DEFAULT_OUTPUT / IMAGE_TARBALL)]
+    for columns in range(40, 121):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        with pytest.raises(SystemExit):
+            deploy.parser().parse_args(["environment", "--help"])
+        lines = capsys.readouterr().out.splitlines()
+        assert all(any(path in line for line in lines) for path in paths), f"COLUMNS={columns}"

@@ -25,6 +25,7 @@ import pandas as pd
 
 from nim_drum.devtools.deploy_values import DeployValues, read_values
 from nim_drum.devtools.dropin import CONTEXT_TARBALL, DEFAULT_OUTPUT, IMAGE_TARBALL, REPO, model_files
+from nim_drum.devtools.help_format import DefaultsHelpFormatter
 from nim_drum.devtools.sdk_calls import Calls, secret
 from nim_drum.errors import ConfigError
 from nim_drum.serving.chunks import fitting_chunk_bytes
@@ -219,19 +220,9 @@ STEP_FILES = {
 }
 
 
-class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, unless its help already says it or it has none."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.required or action.default in (None, False):
-            return text
-        return super()._get_help_string(action) or text
-
-
 def _step(steps: Any, name: str, run: Callable, summary: str) -> argparse.ArgumentParser:
     step = steps.add_parser(name, help=summary, description=summary, epilog=STEP_FILES[name],
-                            formatter_class=_Defaults)
+                            formatter_class=DefaultsHelpFormatter)
     step.set_defaults(run=run)
     step.add_argument("--dry-run", action="store_true", help="print every SDK call and its arguments; send nothing")
     step.add_argument("--endpoint", default=os.environ.get(ENDPOINT_ENV, DEFAULT_ENDPOINT),

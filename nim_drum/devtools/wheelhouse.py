@@ -18,6 +18,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from nim_drum.devtools.help_format import DefaultsHelpFormatter
+
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements.lock"
 DEFAULT_DEST = REPO / "wheelhouse"
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m nim_drum.devtools.wheelhouse", description=__doc__.splitlines()[0],
         epilog="Reads requirements.lock; downloads from the package index (builds the source-only ones) and "
-               "writes the wheels into DEST.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "writes the wheels into DEST.", formatter_class=DefaultsHelpFormatter)
     parser.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DEST, help="where the wheels go")
     parser.add_argument("--python", action="append", help="the base image's Python (repeat for several); default 3.11")
     parser.add_argument("--glibc", type=int, default=35, help="newest manylinux glibc minor the base has (2.35: 35)")
